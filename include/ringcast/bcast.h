@@ -1,0 +1,98 @@
+/*
+ * The broadcast log: every complete frame is stored once, back to back, in a ring of bytes, and
+ * every client reads it through its own cursor (an absolute byte offset). Pure: no io_uring.
+ *
+ * The ring is mapped twice, back to back, so any range of at most `cap` bytes is contiguous in
+ * memory: a send to a client is always one buffer, whatever the wrap.
+ *
+ * Beside the bytes, an index of append records says who appended which range, so a client's own
+ * frames can be skipped when echo is off and frame boundaries can be found again (slow-consumer
+ * drops). Appends from the same origin merge into one record up to BCAST_REC_MAX_LEN bytes.
+ *
+ *   tail                         cursor(c)                          head
+ *    |<-- reclaimable once every cursor passed -->|<-- pending for c -->|<-- free -->
+ */
+#ifndef RINGCAST_BCAST_H
+#define RINGCAST_BCAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringcast/opts.h"
+
+#define BCAST_REC_MAX_LEN (64u << 10)
+#define BCAST_NO_ORIGIN UINT32_MAX
+
+struct bcast_rec {
+    uint64_t off;     /* absolute offset of the first byte */
+    uint32_t len;     /* bytes, whole frames only */
+    uint32_t origin;  /* connection slot that sent them */
+    uint32_t nframes; /* frames in the record */
+};
+
+struct bcast {
+    /* read-only for users */
+    uint8_t *base;  /* 2 * cap bytes mapped: base[i] and base[i + cap] are the same byte */
+    uint64_t cap;   /* power of two */
+    uint64_t head;  /* offset one past the newest byte */
+    uint64_t tail;  /* oldest byte still kept */
+    /* private */
+    uint64_t mask;
+    struct bcast_rec *recs;
+    uint64_t rec_cap; /* power of two */
+    uint64_t rec_head, rec_tail;
+};
+
+/**
+ * Map a log of at least @min_bytes (rounded up to a power of two and the page size) with an
+ * index of @min_records records. 0 or -errno. On error @b needs no bcast_destroy (but it is safe).
+ */
+int bcast_init(struct bcast *b, uint64_t min_bytes, uint64_t min_records);
+
+/** Unmap everything. Safe on a zeroed or partly initialised struct. */
+void bcast_destroy(struct bcast *b);
+
+/** Whether @len bytes can be appended now without overwriting anything at or after tail. */
+bool bcast_fits(const struct bcast *b, size_t len);
+
+/**
+ * Append @len bytes of @nframes whole frames sent by connection @origin. The caller checked
+ * bcast_fits(). Returns the offset of the first byte appended.
+ */
+uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t len,
+                      uint32_t nframes);
+
+/** Forget everything before @new_tail (tail <= new_tail <= head). */
+void bcast_release(struct bcast *b, uint64_t new_tail);
+
+/** Pointer to the byte at absolute offset @off; valid for up to cap bytes. */
+static inline uint8_t *bcast_ptr(const struct bcast *b, uint64_t off)
+{
+    return b->base + (off & b->mask);
+}
+
+/**
+ * The next range to send to the reader with cursor *@cursor. When @skip_origin is not
+ * BCAST_NO_ORIGIN, records appended by that origin are skipped: *@cursor moves past any at its
+ * position (their bytes are added to *@skipped) and the range ends where the next one starts.
+ * @own_end is the end of the last record that origin appended (a shortcut: when it is at or
+ * before the cursor there is nothing to skip). Returns the length, 0 when nothing is pending.
+ */
+uint64_t bcast_next_range(const struct bcast *b, uint64_t *cursor, uint32_t skip_origin,
+                          uint64_t own_end, uint64_t *skipped);
+
+/**
+ * Offset of the end of the frame that contains @off (== @off when @off is a frame boundary),
+ * found by parsing from the start of the record containing it. @off must be in [tail, head].
+ */
+uint64_t bcast_frame_end(const struct bcast *b, enum framing framing, uint64_t off);
+
+/**
+ * Whole frames in [@from, @to), both frame boundaries, not counting those from @skip_origin.
+ * Parses only the records cut by the range.
+ */
+uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_t from,
+                            uint64_t to, uint32_t skip_origin);
+
+#endif

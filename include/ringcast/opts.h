@@ -1,0 +1,59 @@
+/* Command-line and environment options of the ringcast server. Pure: no I/O. */
+#ifndef RINGCAST_OPTS_H
+#define RINGCAST_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum framing { FRAMING_LINE, FRAMING_LEN32 };
+enum slow_policy { SLOW_DISCONNECT, SLOW_DROP };
+enum zc_mode { ZC_AUTO, ZC_ON, ZC_OFF };
+enum verbosity { VERB_QUIET, VERB_NORMAL, VERB_VERBOSE };
+
+struct opts {
+    char address[64];
+    int port;                    /* 0 picks a free port */
+    enum framing framing;
+    bool echo;
+    uint64_t max_frame;          /* a line counts its '\n', a len32 frame its payload */
+    uint64_t max_queue;          /* pending output per client */
+    uint64_t max_partial_memory; /* all partial frames together */
+    enum slow_policy slow_policy;
+    uint32_t max_clients;
+    int backlog;                 /* 0: the system's somaxconn */
+    enum zc_mode zerocopy;
+    uint64_t zc_threshold;
+    double drain_timeout;  /* seconds */
+    double frame_timeout;  /* seconds; 0 disables */
+    double stats_interval; /* seconds; 0 disables */
+    enum verbosity verbosity;
+};
+
+enum opts_result {
+    OPTS_RUN = 0,     /* options valid: run the server */
+    OPTS_HELP = 1,    /* --help: print opts_usage() and exit 0 */
+    OPTS_VERSION = 2, /* --version */
+    OPTS_ERROR = -1,  /* usage error: err holds a one-line message; exit 2 */
+};
+
+/**
+ * Fill @o from argv, with defaults from @env_address / @env_port (the ADDRESS and PORT
+ * environment variables; either may be NULL). Flags override the environment.
+ * On OPTS_ERROR a one-line message naming the problem is written to @err.
+ */
+enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const char *env_address,
+                            const char *env_port, char *err, size_t errlen);
+
+/** Parse a byte size with an optional K/M/G suffix (powers of 1024). 0 or -EINVAL/-ERANGE. */
+int opts_parse_size(const char *s, uint64_t *out);
+
+/** Parse non-negative (possibly fractional) seconds. 0 or -EINVAL. */
+int opts_parse_seconds(const char *s, double *out);
+
+/** The --help text. */
+const char *opts_usage(void);
+
+const char *opts_framing_name(enum framing f);
+
+#endif

@@ -1,0 +1,40 @@
+/* Counters of one event loop. Plain numbers; the --stats-interval line and (later) the metrics
+ * endpoint read the same ones. */
+#ifndef RINGCAST_STATS_H
+#define RINGCAST_STATS_H
+
+#include <stdint.h>
+
+enum disconnect_reason {
+    DISC_EOF,
+    DISC_RESET,
+    DISC_SLOW_CONSUMER,
+    DISC_FRAME_TOO_LONG,
+    DISC_PARTIAL_TIMEOUT,
+    DISC_PARTIAL_MEMORY,
+    DISC_NO_MEMORY,
+    DISC_SHUTDOWN,
+    DISC__COUNT,
+};
+
+struct stats {
+    uint64_t accepted;
+    uint64_t rejected_max_clients;
+    uint64_t rejected_emfile;
+    uint64_t frames_in;
+    uint64_t bytes_in;
+    uint64_t deliveries;      /* frames queued to receivers */
+    uint64_t bytes_out;       /* bytes the kernel took */
+    uint64_t frames_dropped;  /* drop policy */
+    uint64_t disconnects[DISC__COUNT];
+    uint64_t sends;
+    uint64_t zc_sends;
+    uint64_t zc_copied;
+    uint64_t recv_enobufs;
+    uint64_t publisher_stalls; /* recv paused because the log was full */
+};
+
+/** The text after "disconnected" for a reason: "." or " (slow consumer)." and so on. */
+const char *stats_reason_suffix(enum disconnect_reason r);
+
+#endif

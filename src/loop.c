@@ -1,0 +1,1242 @@
+/*
+ * The server loop. Every step of the data path is a completion of one ring:
+ *
+ *   listen socket --multishot accept--> conn table
+ *   client socket --multishot recv, provided buffers--> frame assembly --append once--> bcast log
+ *   bcast log --one MSG_DONTWAIT send in flight per client, covering all it has pending--> clients
+ *
+ * CQEs are handled in batches; after each batch the clients that have new bytes pending get
+ * their one send (flush_clients), so under load a single send carries many frames.
+ */
+#include "ringcast/loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringcast/alloc.h"
+#include "ringcast/bcast.h"
+#include "ringcast/conn.h"
+#include "ringcast/frame.h"
+#include "ringcast/netaddr.h"
+#include "ringcast/ring.h"
+#include "ringcast/say.h"
+#include "ringcast/stats.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define NSEC 1000000000ull
+#define TICK_NS (100 * 1000 * 1000ull)
+#define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
+#define RECV_BUF_COUNT 256u
+#define RECV_BUF_SIZE (64u << 10)
+#define RECV_BGID 1
+#define NO_BID UINT16_MAX
+#define SQ_ENTRIES 4096u
+#define CQ_ENTRIES 65536u
+/* Descriptors besides clients: listener, ring, signalfd, spare, stdio and some slack. */
+#define FD_RESERVE 32u
+
+/* user_data: op in the top 8 bits, the slot's generation in the next 24, the slot in the low 32. */
+enum op {
+    OP_IGNORE = 0, /* cancellations and such: nothing to do */
+    OP_ACCEPT,
+    OP_RECV,
+    OP_SEND,
+    OP_SEND_ZC,
+    OP_POLL,
+    OP_SIGNAL,
+    OP_TICK,
+};
+
+struct loop {
+    const struct opts *o;
+    struct io_uring ring;
+    bool ring_ready;
+    struct ring_features feat;
+    struct ring_bufs bufs;
+    uint16_t *held_next; /* per buffer: next held buffer of the same connection */
+    uint32_t *held_len;  /* per buffer: bytes received into it */
+    struct bcast log;
+    bool log_registered; /* the log is a fixed buffer for SEND_ZC */
+    struct conn_table conns;
+    uint64_t quota;      /* max pending output per client */
+
+    int listen_fd;
+    int signal_fd;
+    int spare_fd; /* released on EMFILE to shed one connection cleanly (libuv's trick) */
+    bool accept_armed;
+    uint64_t accept_resume_ns;
+
+    uint32_t blocked_head, blocked_tail; /* FIFO of publishers waiting for log space/buffers */
+    uint32_t partial_head;               /* connections holding an incomplete frame */
+    uint64_t partial_bytes;              /* memory held by incomplete frames and resids */
+    uint32_t nopen;
+    bool head_moved; /* the log grew in this batch: clients need their sends */
+
+    bool draining, done;
+    uint64_t drain_deadline_ns, hard_deadline_ns;
+    uint64_t now_ns;
+    uint64_t next_stats_ns, last_reject_log_ns;
+    uint64_t rejects_unlogged;
+    struct stats stats, stats_prev;
+
+    struct signalfd_siginfo siginfo;
+    struct __kernel_timespec tick_ts;
+};
+
+/* ===== helpers ===== */
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t ud_make(enum op op, const struct conn *c)
+{
+    return (uint64_t)op << 56 | (uint64_t)(c ? c->gen : 0) << 32 | (c ? c->slot : 0);
+}
+
+static inline struct conn *conn_at(struct loop *l, uint32_t slot)
+{
+    return &l->conns.slots[slot];
+}
+
+static char *peer_str(const struct conn *c, char buf[NETADDR_STRLEN])
+{
+    return netaddr_format(&c->peer, buf, NETADDR_STRLEN);
+}
+
+static struct io_uring_sqe *sqe_for(struct loop *l, enum op op, const struct conn *c)
+{
+    struct io_uring_sqe *sqe = ring_get_sqe(&l->ring);
+    io_uring_sqe_set_data64(sqe, ud_make(op, c));
+    return sqe;
+}
+
+static void cancel_op(struct loop *l, enum op op, const struct conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_IGNORE, NULL);
+    io_uring_prep_cancel64(sqe, ud_make(op, c), 0);
+}
+
+/* Bytes queued for @c and not yet taken by its socket. */
+static inline uint64_t conn_pending(const struct loop *l, const struct conn *c)
+{
+    return l->log.head - c->cursor - c->own_ahead + (c->resid_len - c->resid_off);
+}
+
+static inline uint32_t skip_origin(const struct loop *l, const struct conn *c)
+{
+    return l->o->echo ? BCAST_NO_ORIGIN : c->slot;
+}
+
+/* ===== lists: blocked publishers (FIFO) and partial frames ===== */
+
+static void blocked_push(struct loop *l, struct conn *c)
+{
+    if (c->in_blocked)
+        return;
+    c->in_blocked = true;
+    c->blocked_next = CONN_NONE;
+    if (l->blocked_tail == CONN_NONE)
+        l->blocked_head = c->slot;
+    else
+        conn_at(l, l->blocked_tail)->blocked_next = c->slot;
+    l->blocked_tail = c->slot;
+}
+
+static void blocked_pop(struct loop *l)
+{
+    struct conn *c = conn_at(l, l->blocked_head);
+    l->blocked_head = c->blocked_next;
+    if (l->blocked_head == CONN_NONE)
+        l->blocked_tail = CONN_NONE;
+    c->in_blocked = false;
+}
+
+/* Rare (a blocked publisher closing): a walk is fine. */
+static void blocked_remove(struct loop *l, struct conn *c)
+{
+    uint32_t prev = CONN_NONE;
+    for (uint32_t s = l->blocked_head; s != CONN_NONE; prev = s, s = conn_at(l, s)->blocked_next) {
+        if (s != c->slot)
+            continue;
+        if (prev == CONN_NONE)
+            l->blocked_head = c->blocked_next;
+        else
+            conn_at(l, prev)->blocked_next = c->blocked_next;
+        if (l->blocked_tail == s)
+            l->blocked_tail = prev;
+        break;
+    }
+    c->in_blocked = false;
+}
+
+static void partial_track(struct loop *l, struct conn *c)
+{
+    if (c->in_partial_list)
+        return;
+    c->in_partial_list = true;
+    c->partial_since_ns = l->now_ns;
+    c->partial_prev = CONN_NONE;
+    c->partial_next = l->partial_head;
+    if (l->partial_head != CONN_NONE)
+        conn_at(l, l->partial_head)->partial_prev = c->slot;
+    l->partial_head = c->slot;
+}
+
+static void partial_clear(struct loop *l, struct conn *c)
+{
+    l->partial_bytes -= frame_partial_reset(&c->partial);
+    c->partial_complete = false;
+    if (!c->in_partial_list)
+        return;
+    c->in_partial_list = false;
+    if (c->partial_prev != CONN_NONE)
+        conn_at(l, c->partial_prev)->partial_next = c->partial_next;
+    else
+        l->partial_head = c->partial_next;
+    if (c->partial_next != CONN_NONE)
+        conn_at(l, c->partial_next)->partial_prev = c->partial_prev;
+}
+
+static void held_release(struct loop *l, struct conn *c)
+{
+    while (c->held_first != NO_BID) {
+        uint16_t bid = c->held_first;
+        c->held_first = l->held_next[bid];
+        ring_bufs_recycle(&l->bufs, bid);
+    }
+    c->held_last = NO_BID;
+    c->held_off = 0;
+}
+
+static void held_push(struct loop *l, struct conn *c, uint16_t bid, uint32_t len)
+{
+    l->held_len[bid] = len;
+    l->held_next[bid] = NO_BID;
+    if (c->held_first == NO_BID)
+        c->held_first = bid;
+    else
+        l->held_next[c->held_last] = bid;
+    c->held_last = bid;
+}
+
+static void resid_free(struct loop *l, struct conn *c)
+{
+    if (!c->resid)
+        return;
+    l->partial_bytes -= c->resid_len;
+    rc_free(c->resid);
+    c->resid = NULL;
+    c->resid_len = c->resid_off = 0;
+}
+
+/* ===== closing ===== */
+
+/* Free the slot once the kernel holds nothing of this connection any more. */
+static void maybe_finish_close(struct loop *l, struct conn *c)
+{
+    if (c->state != CONN_CLOSING || c->recv_armed || c->poll_armed || c->send_inflight)
+        return;
+    if (c->zc_notifs) {
+        /* Notifications wait for the socket to drop our pages: reset it so that happens now. */
+        if (!c->fd_closed) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            close(c->fd);
+            c->fd_closed = true;
+        }
+        return;
+    }
+    if (!c->fd_closed)
+        close(c->fd);
+    if (c->in_blocked)
+        blocked_remove(l, c);
+    conn_table_free(&l->conns, c);
+}
+
+/* Start closing @c: log it, drop what it holds, cancel what is outstanding. */
+static void begin_close(struct loop *l, struct conn *c, enum disconnect_reason reason)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->state = CONN_CLOSING;
+    c->reason = (uint8_t)reason;
+    l->nopen--;
+    l->stats.disconnects[reason]++;
+    char addr[NETADDR_STRLEN];
+    say_event("%s disconnected%s", peer_str(c, addr), stats_reason_suffix(reason));
+    partial_clear(l, c);
+    held_release(l, c);
+    resid_free(l, c);
+    if (c->recv_armed)
+        cancel_op(l, OP_RECV, c);
+    if (c->poll_armed)
+        cancel_op(l, OP_POLL, c);
+    maybe_finish_close(l, c);
+}
+
+/* ===== sending ===== */
+
+static void arm_poll(struct loop *l, struct conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_POLL, c);
+    io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+    c->poll_armed = true;
+}
+
+static bool use_zerocopy(const struct loop *l, const struct conn *c, uint64_t len)
+{
+    if (!l->feat.send_zc || l->o->zerocopy == ZC_OFF)
+        return false;
+    if (l->o->zerocopy == ZC_ON)
+        return true;
+    /* auto: only where the kernel can tell us it copied anyway, so loopback falls back. */
+    return l->feat.zc_report_usage && !c->zc_copied && len >= l->o->zc_threshold;
+}
+
+static void finish_too_long(struct loop *l, struct conn *c)
+{
+    static const char msg[] = "error: frame too long\n";
+    /* Nothing of ours is in flight and the output is at a frame boundary: safe to write. */
+    if (send(c->fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+        shutdown(c->fd, SHUT_WR);
+    begin_close(l, c, DISC_FRAME_TOO_LONG);
+}
+
+/* Give @c its one send, covering everything pending for it, unless one is already out. */
+static void try_send(struct loop *l, struct conn *c)
+{
+    if (c->send_inflight || c->poll_armed || c->state != CONN_OPEN)
+        return;
+    if (c->resid) {
+        struct io_uring_sqe *sqe = sqe_for(l, OP_SEND, c);
+        io_uring_prep_send(sqe, c->fd, c->resid + c->resid_off, c->resid_len - c->resid_off,
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+        c->send_inflight = c->inflight_resid = true;
+        c->inflight_len = c->resid_len - c->resid_off;
+        l->stats.sends++;
+        return;
+    }
+    uint64_t skipped = 0;
+    uint64_t len = bcast_next_range(&l->log, &c->cursor, skip_origin(l, c), c->own_end, &skipped);
+    c->own_ahead -= skipped;
+    if (unlikely(c->finishing)) {
+        len = c->close_at > c->cursor ? c->close_at - c->cursor : 0;
+        if (len == 0) {
+            finish_too_long(l, c);
+            return;
+        }
+    }
+    if (len == 0) {
+        if (unlikely(l->draining))
+            begin_close(l, c, DISC_SHUTDOWN);
+        return;
+    }
+    /* A send moves at most what a socket buffer can take anyway; keeps lengths in 32 bits. */
+    if (len > (64u << 20))
+        len = 64u << 20;
+    const uint8_t *p = bcast_ptr(&l->log, c->cursor);
+    struct io_uring_sqe *sqe;
+    if (use_zerocopy(l, c, len)) {
+        unsigned zc_flags = l->feat.zc_report_usage ? IORING_SEND_ZC_REPORT_USAGE : 0;
+        sqe = sqe_for(l, OP_SEND_ZC, c);
+        if (l->log_registered)
+            io_uring_prep_send_zc_fixed(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags,
+                                        0);
+        else
+            io_uring_prep_send_zc(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags);
+        l->stats.zc_sends++;
+    } else {
+        sqe = sqe_for(l, OP_SEND, c);
+        io_uring_prep_send(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    c->send_inflight = true;
+    c->inflight_start = c->cursor;
+    c->inflight_len = (uint32_t)len;
+    l->stats.sends++;
+}
+
+/*
+ * Drop policy: discard everything queued for @c except the rest of a frame already partly sent
+ * (copied aside, since its log bytes are let go), and carry on from the newest byte.
+ */
+static void drop_backlog(struct loop *l, struct conn *c)
+{
+    enum framing framing = l->o->framing;
+    uint64_t frame_end = bcast_frame_end(&l->log, framing, c->cursor);
+    if (frame_end > c->cursor) {
+        uint32_t n = (uint32_t)(frame_end - c->cursor);
+        c->resid = rc_malloc(n);
+        if (!c->resid) {
+            begin_close(l, c, DISC_NO_MEMORY);
+            return;
+        }
+        memcpy(c->resid, bcast_ptr(&l->log, c->cursor), n);
+        c->resid_len = n;
+        c->resid_off = 0;
+        l->partial_bytes += n;
+    }
+    uint64_t dropped =
+        bcast_count_frames(&l->log, framing, frame_end, l->log.head, skip_origin(l, c));
+    c->frames_dropped += dropped;
+    l->stats.frames_dropped += dropped;
+    c->cursor = l->log.head;
+    c->own_ahead = 0;
+}
+
+/* The slow-consumer policy, for a client whose backlog is past --max-queue. */
+static void over_quota(struct loop *l, struct conn *c)
+{
+    if (l->o->slow_policy == SLOW_DISCONNECT)
+        begin_close(l, c, DISC_SLOW_CONSUMER);
+    else if (!c->send_inflight) /* the bytes under a send in flight stay until it completes */
+        drop_backlog(l, c);
+}
+
+static inline void check_quota(struct loop *l, struct conn *c)
+{
+    if (unlikely(conn_pending(l, c) > l->quota) && !c->finishing)
+        over_quota(l, c);
+}
+
+/* After the log grew: every client gets its send, or its slow-consumer verdict. Downwards, so a
+ * slot freed on the way (swapped from the end) was already visited. */
+static void flush_clients(struct loop *l)
+{
+    for (uint32_t i = l->conns.nactive; i-- > 0;) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state != CONN_OPEN)
+            continue;
+        check_quota(l, c);
+        try_send(l, c);
+    }
+}
+
+/* ===== log space ===== */
+
+/* The oldest log byte some connection still needs. Also applies the slow policy, so a client
+ * past its quota cannot hold the log. O(clients): runs only when the log is full. */
+static void reclaim(struct loop *l)
+{
+    uint64_t keep = l->log.head;
+    for (uint32_t i = l->conns.nactive; i-- > 0;) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state == CONN_OPEN)
+            check_quota(l, c);
+        uint64_t pin = l->log.head;
+        if (c->state == CONN_OPEN)
+            pin = c->cursor;
+        else if (c->state == CONN_CLOSING && c->send_inflight && !c->inflight_resid)
+            pin = c->inflight_start;
+        if (c->state != CONN_FREE && c->zc_notifs && c->zc_pin < pin)
+            pin = c->zc_pin;
+        if (pin < keep)
+            keep = pin;
+    }
+    bcast_release(&l->log, keep);
+}
+
+static bool ensure_space(struct loop *l, size_t len)
+{
+    if (likely(bcast_fits(&l->log, len)))
+        return true;
+    reclaim(l);
+    return bcast_fits(&l->log, len);
+}
+
+/* ===== receiving ===== */
+
+static void log_frames(const struct loop *l, const struct conn *c, const uint8_t *p, size_t len)
+{
+    char addr[NETADDR_STRLEN], text[4 * 200 + 4];
+    peer_str(c, addr);
+    while (len) {
+        size_t flen = frame_wire_len(l->o->framing, p, len);
+        const uint8_t *payload = p;
+        size_t plen = flen;
+        if (l->o->framing == FRAMING_LINE) {
+            plen = flen - 1;
+            if (plen && payload[plen - 1] == '\r')
+                plen--;
+        } else {
+            payload += FRAME_LEN32_HEADER;
+            plen -= FRAME_LEN32_HEADER;
+        }
+        say_escape(payload, plen, 200, text);
+        say_event("%s said: %s", addr, text);
+        p += flen;
+        len -= flen;
+    }
+}
+
+/* Append whole frames from @c to the log; every other client will get them. */
+static void publish(struct loop *l, struct conn *c, const uint8_t *p, size_t len, size_t nframes)
+{
+    uint64_t at = bcast_append(&l->log, c->slot, p, len, (uint32_t)nframes);
+    c->own_end = at + len;
+    if (!l->o->echo)
+        c->own_ahead += len;
+    l->stats.frames_in += nframes;
+    l->stats.bytes_in += len;
+    l->stats.deliveries += nframes * (l->nopen - (l->o->echo ? 0 : 1));
+    l->head_moved = true;
+    if (unlikely(say_verbosity() == VERB_VERBOSE))
+        log_frames(l, c, p, len);
+}
+
+static void frame_too_long(struct loop *l, struct conn *c)
+{
+    partial_clear(l, c);
+    held_release(l, c);
+    if (c->recv_armed) {
+        cancel_op(l, OP_RECV, c);
+        c->recv_paused = true;
+    }
+    if (l->o->framing != FRAMING_LINE) {
+        begin_close(l, c, DISC_FRAME_TOO_LONG);
+        return;
+    }
+    /* Line mode: the client first gets the rest of a frame in progress, then one error line. */
+    c->finishing = true;
+    c->close_at = bcast_frame_end(&l->log, l->o->framing, c->cursor);
+    try_send(l, c);
+}
+
+/* Past --max-partial-memory: the connection holding the largest incomplete frame goes. */
+static void enforce_partial_memory(struct loop *l)
+{
+    while (l->partial_bytes > l->o->max_partial_memory) {
+        struct conn *victim = NULL;
+        for (uint32_t s = l->partial_head; s != CONN_NONE; s = conn_at(l, s)->partial_next) {
+            struct conn *c = conn_at(l, s);
+            if (!victim || c->partial.cap > victim->partial.cap)
+                victim = c;
+        }
+        if (!victim)
+            return;
+        begin_close(l, victim, DISC_PARTIAL_MEMORY);
+    }
+}
+
+enum consume_result {
+    CONSUMED, /* all taken */
+    STALLED,  /* the log is full: *used bytes were taken, keep the rest */
+    DROPPED,  /* the connection is closing or finishing: discard the rest */
+};
+
+/* Frame the bytes @p[0..@len) from @c into the log. */
+static enum consume_result consume(struct loop *l, struct conn *c, const uint8_t *p, size_t len,
+                                   size_t *used)
+{
+    const enum framing framing = l->o->framing;
+    const uint64_t max_frame = l->o->max_frame;
+    size_t pos = 0;
+    *used = len;
+    while (pos < len || c->partial_complete) {
+        if (c->state != CONN_OPEN || c->finishing)
+            return DROPPED;
+        if (c->partial_complete) {
+            /* A frame assembled across buffers goes into the log in one piece. */
+            if (!ensure_space(l, c->partial.len)) {
+                *used = pos;
+                return c->state == CONN_OPEN ? STALLED : DROPPED;
+            }
+            publish(l, c, c->partial.buf, c->partial.len, 1);
+            partial_clear(l, c);
+            continue;
+        }
+        if (c->in_partial_list) {
+            size_t took;
+            int64_t grown;
+            enum frame_feed r =
+                frame_partial_feed(&c->partial, framing, max_frame, p + pos, len - pos, &took, &grown);
+            l->partial_bytes += (uint64_t)grown;
+            if (r == FRAME_TOO_LONG) {
+                frame_too_long(l, c);
+                return DROPPED;
+            }
+            if (r == FRAME_NOMEM) {
+                begin_close(l, c, DISC_NO_MEMORY);
+                return DROPPED;
+            }
+            pos += took;
+            if (r == FRAME_NEED_MORE) {
+                if (grown > 0)
+                    enforce_partial_memory(l);
+                return c->state == CONN_OPEN ? CONSUMED : DROPPED;
+            }
+            c->partial_complete = true;
+            continue;
+        }
+        /* The common case: whole frames straight from the receive buffer, one append. */
+        struct frame_scan s;
+        frame_scan(framing, p + pos, len - pos, max_frame, &s);
+        if (s.complete) {
+            if (!ensure_space(l, s.complete)) {
+                *used = pos;
+                return c->state == CONN_OPEN ? STALLED : DROPPED;
+            }
+            if (c->state != CONN_OPEN)
+                return DROPPED;
+            publish(l, c, p + pos, s.complete, s.nframes);
+            pos += s.complete;
+        }
+        if (s.too_long) {
+            frame_too_long(l, c);
+            return DROPPED;
+        }
+        if (pos < len)
+            partial_track(l, c); /* the rest starts a frame that continues in the next buffer */
+    }
+    return CONSUMED;
+}
+
+static void arm_recv(struct loop *l, struct conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_RECV, c);
+    io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
+    sqe->ioprio |= IORING_RECV_MULTISHOT;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = l->bufs.bgid;
+    c->recv_armed = true;
+    c->recv_paused = false;
+}
+
+/* The log had no room for @c's data: hold the buffer, stop its recv, queue it to resume. */
+static void stall_publisher(struct loop *l, struct conn *c, uint16_t bid, uint32_t len,
+                            uint32_t used)
+{
+    held_push(l, c, bid, len);
+    if (c->held_first == bid)
+        c->held_off = used;
+    if (c->recv_armed && !c->recv_paused) {
+        cancel_op(l, OP_RECV, c);
+        c->recv_paused = true;
+    }
+    if (!c->in_blocked)
+        l->stats.publisher_stalls++;
+    blocked_push(l, c);
+}
+
+static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
+{
+    uint16_t bid = (flags & IORING_CQE_F_BUFFER) ? (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT)
+                                                  : NO_BID;
+    if (!(flags & IORING_CQE_F_MORE))
+        c->recv_armed = false;
+    if (unlikely(c->state != CONN_OPEN || c->finishing || l->draining)) {
+        if (bid != NO_BID)
+            ring_bufs_recycle(&l->bufs, bid);
+        maybe_finish_close(l, c);
+        return;
+    }
+    if (unlikely(res <= 0)) {
+        if (res == 0)
+            begin_close(l, c, DISC_EOF);
+        else if (res == -ENOBUFS) {
+            l->stats.recv_enobufs++; /* buffer ring empty: re-armed once buffers are back */
+            blocked_push(l, c);
+        } else if (res != -ECANCELED)
+            begin_close(l, c, DISC_RESET);
+        return;
+    }
+    if (unlikely(c->held_first != NO_BID)) {
+        /* Already stalled: keep the order, this data waits behind what is held. */
+        held_push(l, c, bid, (uint32_t)res);
+        return;
+    }
+    size_t used;
+    const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
+    enum consume_result r = consume(l, c, p, (size_t)res, &used);
+    if (unlikely(r == STALLED)) {
+        stall_publisher(l, c, bid, (uint32_t)res, (uint32_t)used);
+        return;
+    }
+    ring_bufs_recycle(&l->bufs, bid);
+    if (!c->recv_armed && c->state == CONN_OPEN && !c->recv_paused && !c->finishing)
+        arm_recv(l, c); /* multishot ended (CQ overflow and such): start it again */
+}
+
+/* Resume publishers in the order they stalled, as far as the log has room. */
+static void resume_blocked(struct loop *l)
+{
+    while (l->blocked_head != CONN_NONE) {
+        struct conn *c = conn_at(l, l->blocked_head);
+        if (c->state != CONN_OPEN || c->finishing || l->draining) {
+            blocked_pop(l);
+            continue;
+        }
+        while (c->held_first != NO_BID || c->partial_complete) {
+            uint16_t bid = c->held_first;
+            size_t used = 0;
+            enum consume_result r = CONSUMED;
+            if (bid == NO_BID) {
+                r = consume(l, c, NULL, 0, &used);
+            } else {
+                const uint8_t *p = ring_bufs_ptr(&l->bufs, bid) + c->held_off;
+                r = consume(l, c, p, l->held_len[bid] - c->held_off, &used);
+            }
+            if (r == STALLED) {
+                c->held_off += (uint32_t)used;
+                return; /* still full: the first in line keeps its place */
+            }
+            if (r == DROPPED)
+                break;
+            c->held_first = l->held_next[bid];
+            if (c->held_first == NO_BID)
+                c->held_last = NO_BID;
+            c->held_off = 0;
+            ring_bufs_recycle(&l->bufs, bid);
+        }
+        blocked_pop(l);
+        if (c->state == CONN_OPEN && !c->finishing && !c->recv_armed)
+            arm_recv(l, c);
+    }
+}
+
+/* ===== accepting ===== */
+
+static void arm_accept(struct loop *l)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_ACCEPT, NULL);
+    if (l->feat.multishot_accept)
+        io_uring_prep_multishot_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    l->accept_armed = true;
+}
+
+static void log_rejects(struct loop *l, bool force)
+{
+    if (!l->rejects_unlogged || (!force && l->now_ns - l->last_reject_log_ns < NSEC))
+        return;
+    say_warn("closed %llu new connection(s): --max-clients (%u) reached",
+             (unsigned long long)l->rejects_unlogged, l->conns.cap);
+    l->rejects_unlogged = 0;
+    l->last_reject_log_ns = l->now_ns;
+}
+
+static void new_conn(struct loop *l, int fd)
+{
+    struct conn *c = l->draining ? NULL : conn_table_alloc(&l->conns, fd);
+    if (!c) {
+        close(fd);
+        if (!l->draining) {
+            l->stats.rejected_max_clients++;
+            l->rejects_unlogged++;
+            log_rejects(l, false);
+        }
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    socklen_t alen = sizeof(c->peer);
+    if (getpeername(fd, &c->peer.sa, &alen) < 0)
+        c->peer.sa.sa_family = AF_UNSPEC;
+    /* Registered now: it gets every frame whose last byte arrives from here on. */
+    c->cursor = l->log.head;
+    l->nopen++;
+    l->stats.accepted++;
+    char addr[NETADDR_STRLEN];
+    say_event("%s connected.", peer_str(c, addr));
+    arm_recv(l, c);
+}
+
+/* Out of descriptors: shed the waiting connection with the spare fd, then pause accepting. */
+static void accept_emfile(struct loop *l, int err)
+{
+    if (l->spare_fd >= 0) {
+        close(l->spare_fd);
+        l->spare_fd = -1;
+        int fl = fcntl(l->listen_fd, F_GETFL);
+        fcntl(l->listen_fd, F_SETFL, fl | O_NONBLOCK);
+        int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        fcntl(l->listen_fd, F_SETFL, fl);
+        if (fd >= 0) {
+            close(fd);
+            l->stats.rejected_emfile++;
+        }
+        l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (l->now_ns - l->last_reject_log_ns >= NSEC) {
+        say_warn("accept: %s; shedding new connections for now", strerror(-err));
+        l->last_reject_log_ns = l->now_ns;
+    }
+    l->accept_resume_ns = l->now_ns + ACCEPT_BACKOFF_NS;
+    if (l->accept_armed)
+        cancel_op(l, OP_ACCEPT, NULL);
+}
+
+static void on_accept(struct loop *l, int res, unsigned flags)
+{
+    if (!(flags & IORING_CQE_F_MORE))
+        l->accept_armed = false;
+    if (likely(res >= 0))
+        new_conn(l, res);
+    else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
+        accept_emfile(l, res);
+    /* Other errors (ECONNABORTED, ECANCELED...) concern one connection: accepting goes on. */
+}
+
+/* ===== signals, timer and shutdown ===== */
+
+static void arm_signal_read(struct loop *l)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_SIGNAL, NULL);
+    io_uring_prep_read(sqe, l->signal_fd, &l->siginfo, sizeof(l->siginfo), 0);
+}
+
+static void arm_tick(struct loop *l)
+{
+    struct io_uring_sqe *sqe = sqe_for(l, OP_TICK, NULL);
+    io_uring_prep_timeout(sqe, &l->tick_ts, 0, 0);
+}
+
+static void start_drain(struct loop *l)
+{
+    l->draining = true;
+    l->drain_deadline_ns = l->now_ns + (uint64_t)(l->o->drain_timeout * NSEC);
+    if (l->accept_armed)
+        cancel_op(l, OP_ACCEPT, NULL);
+    /* The pending accept keeps the socket alive until its cancellation; the fd can go now. */
+    close(l->listen_fd);
+    l->listen_fd = -1;
+    say_event("Shutting down: flushing %u client(s).", l->nopen);
+    for (uint32_t i = l->conns.nactive; i-- > 0;) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state != CONN_OPEN)
+            continue;
+        if (c->recv_armed && !c->recv_paused) {
+            cancel_op(l, OP_RECV, c);
+            c->recv_paused = true;
+        }
+        partial_clear(l, c);
+        held_release(l, c);
+        try_send(l, c); /* closes those with nothing left to send */
+    }
+}
+
+/* End of the drain (timeout or second signal): whatever is still queued is lost. */
+static void stop_now(struct loop *l)
+{
+    uint64_t bytes = 0;
+    uint32_t clients = 0;
+    for (uint32_t i = l->conns.nactive; i-- > 0;) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state != CONN_OPEN)
+            continue;
+        uint64_t pending = conn_pending(l, c);
+        if (pending) {
+            bytes += pending;
+            clients++;
+        }
+        begin_close(l, c, DISC_SHUTDOWN);
+    }
+    if (bytes)
+        say_warn("shutdown: %llu byte(s) queued for %u client(s) were not delivered",
+                 (unsigned long long)bytes, clients);
+    /* Completions for the cancellations come quickly; do not wait forever for them. */
+    if (!l->hard_deadline_ns)
+        l->hard_deadline_ns = l->now_ns + 2 * NSEC;
+}
+
+static void on_signal(struct loop *l, int res)
+{
+    if (res == (int)sizeof(l->siginfo)) {
+        if (!l->draining)
+            start_drain(l);
+        else
+            stop_now(l);
+    }
+    arm_signal_read(l);
+}
+
+static void print_stats(struct loop *l, double secs)
+{
+    const struct stats *s = &l->stats, *p = &l->stats_prev;
+    say_always("stats: clients=%u frames_in/s=%.0f deliveries/s=%.0f bytes_out/s=%.0f "
+               "drops=%llu slow_disconnects=%llu",
+               l->nopen, (double)(s->frames_in - p->frames_in) / secs,
+               (double)(s->deliveries - p->deliveries) / secs,
+               (double)(s->bytes_out - p->bytes_out) / secs,
+               (unsigned long long)s->frames_dropped,
+               (unsigned long long)s->disconnects[DISC_SLOW_CONSUMER]);
+    l->stats_prev = l->stats;
+}
+
+static void on_tick(struct loop *l)
+{
+    const struct opts *o = l->o;
+    if (o->frame_timeout > 0) {
+        uint64_t limit = (uint64_t)(o->frame_timeout * NSEC);
+        for (uint32_t s = l->partial_head; s != CONN_NONE;) {
+            struct conn *c = conn_at(l, s);
+            s = c->partial_next;
+            if (l->now_ns - c->partial_since_ns >= limit)
+                begin_close(l, c, DISC_PARTIAL_TIMEOUT);
+        }
+    }
+    if (o->stats_interval > 0 && l->now_ns >= l->next_stats_ns) {
+        print_stats(l, o->stats_interval);
+        l->next_stats_ns += (uint64_t)(o->stats_interval * NSEC);
+        if (l->next_stats_ns < l->now_ns)
+            l->next_stats_ns = l->now_ns + (uint64_t)(o->stats_interval * NSEC);
+    }
+    log_rejects(l, false);
+    if (l->draining && l->now_ns >= l->drain_deadline_ns && !l->hard_deadline_ns)
+        stop_now(l);
+    if (l->hard_deadline_ns && l->now_ns >= l->hard_deadline_ns)
+        l->done = true;
+    arm_tick(l);
+}
+
+/* ===== dispatch ===== */
+
+/* The one send in flight to @c completed: move its cursor, then send again or wait. */
+static void on_send(struct loop *l, struct conn *c, int res)
+{
+    c->send_inflight = false;
+    if (c->inflight_resid) {
+        c->inflight_resid = false;
+        if (res > 0 && c->resid) {
+            c->resid_off += (uint32_t)res;
+            l->stats.bytes_out += (uint64_t)res;
+            if (c->resid_off == c->resid_len)
+                resid_free(l, c);
+        }
+    } else if (res > 0) {
+        c->cursor = c->inflight_start + (uint64_t)res;
+        l->stats.bytes_out += (uint64_t)res;
+    }
+    if (c->state != CONN_OPEN) {
+        maybe_finish_close(l, c);
+        return;
+    }
+    if (unlikely(res < 0 && res != -EAGAIN)) {
+        begin_close(l, c, c->finishing ? DISC_FRAME_TOO_LONG : DISC_RESET);
+        return;
+    }
+    if (res < 0 || (uint32_t)res < c->inflight_len) {
+        /* The socket is full. A client being cut for a long frame is not waited for. */
+        if (c->finishing)
+            begin_close(l, c, DISC_FRAME_TOO_LONG);
+        else
+            arm_poll(l, c);
+        return;
+    }
+    check_quota(l, c);
+    try_send(l, c);
+}
+
+
+static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
+{
+    uint64_t u = cqe->user_data;
+    enum op op = (enum op)(u >> 56);
+    int res = cqe->res;
+    unsigned flags = cqe->flags;
+
+    switch (op) {
+    case OP_IGNORE:
+        return;
+    case OP_ACCEPT:
+        on_accept(l, res, flags);
+        return;
+    case OP_SIGNAL:
+        on_signal(l, res);
+        return;
+    case OP_TICK:
+        on_tick(l);
+        return;
+    default:
+        break;
+    }
+
+    struct conn *c = conn_table_lookup(&l->conns, (uint32_t)u, (uint32_t)(u >> 32) & CONN_GEN_MASK);
+    if (unlikely(!c)) {
+        /* Cannot happen while slots wait for their last completion; keep buffers safe anyway. */
+        if (flags & IORING_CQE_F_BUFFER)
+            ring_bufs_recycle(&l->bufs, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    switch (op) {
+    case OP_RECV:
+        on_recv(l, c, res, flags);
+        return;
+    case OP_SEND_ZC:
+        if (flags & IORING_CQE_F_NOTIF) {
+            c->zc_notifs--;
+            if ((uint32_t)res & IORING_NOTIF_USAGE_ZC_COPIED) {
+                c->zc_copied = true;
+                l->stats.zc_copied++;
+            }
+            maybe_finish_close(l, c);
+            return;
+        }
+        if ((flags & IORING_CQE_F_MORE) && c->zc_notifs++ == 0)
+            c->zc_pin = c->inflight_start; /* those bytes stay until the notification */
+        on_send(l, c, res);
+        return;
+    case OP_SEND:
+        on_send(l, c, res);
+        return;
+    case OP_POLL:
+        c->poll_armed = false;
+        if (c->state != CONN_OPEN) {
+            maybe_finish_close(l, c);
+            return;
+        }
+        check_quota(l, c);
+        try_send(l, c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* After a batch of completions: sends for new data, resumed publishers, buffers back. */
+static void after_batch(struct loop *l)
+{
+    ring_bufs_publish(&l->bufs);
+    if (l->head_moved) {
+        l->head_moved = false;
+        flush_clients(l);
+    }
+    if (unlikely(l->blocked_head != CONN_NONE)) {
+        resume_blocked(l);
+        ring_bufs_publish(&l->bufs);
+    }
+    if (unlikely(!l->accept_armed && !l->draining && l->now_ns >= l->accept_resume_ns))
+        arm_accept(l);
+    if (unlikely(l->draining && l->conns.nactive == 0))
+        l->done = true;
+}
+
+int loop_run(struct loop *l)
+{
+    arm_accept(l);
+    arm_signal_read(l);
+    arm_tick(l);
+    l->now_ns = clock_ns();
+    l->next_stats_ns = l->now_ns + (uint64_t)(l->o->stats_interval * NSEC);
+    while (!l->done) {
+        int ret = io_uring_submit_and_wait(&l->ring, 1);
+        if (unlikely(ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
+                     ret != -ETIME)) {
+            say_error("io_uring_submit_and_wait: %s", strerror(-ret));
+            return 1;
+        }
+        l->now_ns = clock_ns();
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&l->ring, head, cqe)
+        {
+            handle_cqe(l, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&l->ring, seen);
+        after_batch(l);
+    }
+    return 0;
+}
+
+/* ===== set-up ===== */
+
+static int listen_on(const struct opts *o, int *fd_out, union netaddr *bound, char *err,
+                     size_t errlen)
+{
+    union netaddr addr;
+    socklen_t alen;
+    if (netaddr_parse(o->address, o->port, &addr, &alen) < 0) {
+        snprintf(err, errlen, "invalid address '%s': expected an IPv4 or IPv6 literal",
+                 o->address);
+        return -EINVAL;
+    }
+    int fd = socket(addr.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr.sa.sa_family == AF_INET6) /* "::" takes IPv4 too, whatever the sysctl says */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    /* Keepalive timing is copied to accepted sockets: a vanished peer is found in ~2 min. */
+    int idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    int backlog = o->backlog;
+    if (backlog <= 0) {
+        FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+        if (!f || fscanf(f, "%d", &backlog) != 1 || backlog <= 0)
+            backlog = 4096;
+        if (f)
+            fclose(f);
+    }
+    if (bind(fd, &addr.sa, alen) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        char a[NETADDR_STRLEN];
+        snprintf(err, errlen, "cannot listen on %s: %s", netaddr_format(&addr, a, sizeof(a)),
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    alen = sizeof(*bound);
+    getsockname(fd, &bound->sa, &alen);
+    *fd_out = fd;
+    return 0;
+}
+
+/* Raise the soft descriptor limit to the hard one; returns the clients that then fit. */
+static uint32_t fit_descriptor_limit(uint32_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + FD_RESERVE)
+        return want;
+    uint32_t fit = rl.rlim_cur > FD_RESERVE + 1 ? (uint32_t)(rl.rlim_cur - FD_RESERVE) : 1;
+    say_warn("--max-clients %u does not fit the descriptor limit (%llu): using %u", want,
+             (unsigned long long)rl.rlim_cur, fit);
+    return fit;
+}
+
+static uint64_t log_size_for(const struct opts *o)
+{
+    /* Room for every client to lag a full quota behind while a whole receive batch and the
+     * longest frame arrive: then only the slow policy, never the size, limits a healthy client. */
+    uint64_t frame = o->max_frame + FRAME_LEN32_HEADER;
+    return 2 * (o->max_queue + frame) + (uint64_t)RECV_BUF_COUNT * RECV_BUF_SIZE;
+}
+
+struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
+{
+    struct loop *l = rc_calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->o = o;
+    l->listen_fd = l->signal_fd = l->spare_fd = -1;
+    l->blocked_head = l->blocked_tail = l->partial_head = CONN_NONE;
+    l->tick_ts.tv_nsec = (long long)TICK_NS;
+    l->quota = o->max_queue + FRAME_LEN32_HEADER;
+    l->now_ns = clock_ns();
+
+    int ret = ring_setup(&l->ring, SQ_ENTRIES, CQ_ENTRIES, &l->feat, err, errlen);
+    if (ret < 0)
+        goto err;
+    l->ring_ready = true;
+    if (o->zerocopy == ZC_ON && !l->feat.send_zc) {
+        snprintf(err, errlen,
+                 "--zerocopy on needs IORING_OP_SEND_ZC (Linux 6.0), which this kernel lacks");
+        goto err;
+    }
+
+    ret = ring_bufs_init(&l->ring, &l->bufs, RECV_BGID, RECV_BUF_COUNT, RECV_BUF_SIZE);
+    l->held_next = rc_calloc(RECV_BUF_COUNT, sizeof(*l->held_next));
+    l->held_len = rc_calloc(RECV_BUF_COUNT, sizeof(*l->held_len));
+    if (ret < 0 || !l->held_next || !l->held_len) {
+        snprintf(err, errlen, "cannot set up receive buffers: %s", strerror(ret < 0 ? -ret : ENOMEM));
+        goto err;
+    }
+    uint64_t log_bytes = log_size_for(o);
+    ret = bcast_init(&l->log, log_bytes, log_bytes / 512);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot map the broadcast log (%llu bytes): %s",
+                 (unsigned long long)log_bytes, strerror(-ret));
+        goto err;
+    }
+    /* A fixed buffer spares SEND_ZC the page pinning per send. Refused when RLIMIT_MEMLOCK is
+     * small and we lack CAP_IPC_LOCK: zero-copy then pins per send. */
+    if (l->feat.send_zc && o->zerocopy != ZC_OFF && !ring_feature_disabled("fixed_buffers")) {
+        struct iovec iov = {.iov_base = l->log.base, .iov_len = 2 * l->log.cap};
+        l->log_registered = io_uring_register_buffers(&l->ring, &iov, 1) == 0;
+        l->feat.fixed_buffers = l->log_registered;
+    }
+
+    uint32_t max_clients = fit_descriptor_limit(o->max_clients);
+    if (conn_table_init(&l->conns, max_clients) < 0) {
+        snprintf(err, errlen, "out of memory for %u client slots", max_clients);
+        goto err;
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    l->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (l->signal_fd < 0) {
+        snprintf(err, errlen, "signalfd: %s", strerror(errno));
+        goto err;
+    }
+
+    union netaddr bound;
+    if (listen_on(o, &l->listen_fd, &bound, err, errlen) < 0)
+        goto err;
+    char addr[NETADDR_STRLEN];
+    say_always("Server started at: %s", netaddr_format(&bound, addr, sizeof(addr)));
+    if (say_verbosity() == VERB_VERBOSE) {
+        char features[256];
+        ring_features_describe(&l->feat, features, sizeof(features));
+        say_event("io_uring features: %s; log %llu MiB; max clients %u", features,
+                  (unsigned long long)(l->log.cap >> 20), max_clients);
+    }
+    return l;
+err:
+    loop_destroy(l);
+    return NULL;
+}
+
+void loop_destroy(struct loop *l)
+{
+    if (!l)
+        return;
+    for (uint32_t i = 0; l->conns.slots && i < l->conns.nactive; i++) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (!c->fd_closed)
+            close(c->fd);
+        frame_partial_reset(&c->partial);
+        rc_free(c->resid);
+    }
+    conn_table_destroy(&l->conns);
+    if (l->ring_ready) {
+        ring_bufs_destroy(&l->ring, &l->bufs);
+        io_uring_queue_exit(&l->ring);
+    }
+    bcast_destroy(&l->log);
+    rc_free(l->held_next);
+    rc_free(l->held_len);
+    if (l->listen_fd >= 0)
+        close(l->listen_fd);
+    if (l->signal_fd >= 0)
+        close(l->signal_fd);
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    rc_free(l);
+}

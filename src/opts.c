@@ -1,0 +1,337 @@
+/* Option parsing: getopt_long over a table, every value validated with a message naming it. */
+#include "ringcast/opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ADDRESS "127.0.0.1"
+#define DEFAULT_PORT 5000
+
+static const char usage_text[] =
+    "Usage: ringcast [OPTIONS]\n"
+    "A TCP broadcast relay: every framed message a client sends goes, unchanged, to every\n"
+    "other connected client.\n"
+    "\n"
+    "  --address ADDR          listen address, IPv4 or IPv6 literal (env ADDRESS; 127.0.0.1;\n"
+    "                          '::' listens dual-stack)\n"
+    "  --port PORT             listen port, 0 picks a free one (env PORT; 5000)\n"
+    "  --framing line|len32    line: up to and including '\\n' (default);\n"
+    "                          len32: 4-byte big-endian length + payload\n"
+    "  --echo                  also relay a client's frames back to itself\n"
+    "  --max-frame B           longest frame: a line with its '\\n', a len32 payload (1M)\n"
+    "  --max-queue B           pending output per client before the slow policy applies (8M)\n"
+    "  --slow-policy P         disconnect (default) or drop: discard a slow client's backlog\n"
+    "  --max-clients N         connections beyond N are closed at once (10000)\n"
+    "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
+    "  --frame-timeout S       disconnect a client whose frame stays incomplete S seconds (30;\n"
+    "                          0 never)\n"
+    "  --backlog N             listen backlog (default: the system's somaxconn)\n"
+    "  --zerocopy auto|on|off  zero-copy sends: auto uses them for batches >= --zc-threshold\n"
+    "                          and stops on sockets where the kernel copies anyway (auto)\n"
+    "  --zc-threshold B        smallest batch sent zero-copy in auto mode (16K)\n"
+    "  --drain-timeout S       on SIGINT/SIGTERM, time to flush queued output (5)\n"
+    "  --stats-interval S      print a summary line every S seconds (0: never)\n"
+    "  -q, --quiet             only the start line, warnings and errors\n"
+    "  -v, --verbose           also log every frame received\n"
+    "  --help                  show this help\n"
+    "  --version               show the version\n"
+    "\n"
+    "Sizes take K, M and G suffixes (powers of 1024); seconds may be fractional.\n";
+
+const char *opts_usage(void)
+{
+    return usage_text;
+}
+
+const char *opts_framing_name(enum framing f)
+{
+    return f == FRAMING_LEN32 ? "len32" : "line";
+}
+
+int opts_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s)
+        return -EINVAL;
+    if (errno == ERANGE)
+        return -ERANGE;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (*end && end[1] != '\0' && !((end[1] == 'i' || end[1] == 'B') && end[2] == '\0') &&
+        !(end[1] == 'i' && end[2] == 'B' && end[3] == '\0'))
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int opts_parse_seconds(const char *s, double *out)
+{
+    if (!s || !*s || *s == '-' || *s == ' ')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v) || v < 0 || v > 1e9)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end != '\0' || errno == ERANGE || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+enum {
+    OPT_ADDRESS = 256,
+    OPT_PORT,
+    OPT_FRAMING,
+    OPT_ECHO,
+    OPT_MAX_FRAME,
+    OPT_MAX_QUEUE,
+    OPT_SLOW_POLICY,
+    OPT_MAX_CLIENTS,
+    OPT_MAX_PARTIAL,
+    OPT_FRAME_TIMEOUT,
+    OPT_BACKLOG,
+    OPT_ZEROCOPY,
+    OPT_ZC_THRESHOLD,
+    OPT_DRAIN_TIMEOUT,
+    OPT_STATS_INTERVAL,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"framing", required_argument, NULL, OPT_FRAMING},
+    {"echo", no_argument, NULL, OPT_ECHO},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+    {"slow-policy", required_argument, NULL, OPT_SLOW_POLICY},
+    {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+    {"max-partial-memory", required_argument, NULL, OPT_MAX_PARTIAL},
+    {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
+    {"backlog", required_argument, NULL, OPT_BACKLOG},
+    {"zerocopy", required_argument, NULL, OPT_ZEROCOPY},
+    {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static void opts_defaults(struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->address, sizeof(o->address), "%s", DEFAULT_ADDRESS);
+    o->port = DEFAULT_PORT;
+    o->framing = FRAMING_LINE;
+    o->max_frame = 1u << 20;
+    o->max_queue = 8u << 20;
+    o->max_partial_memory = 256u << 20;
+    o->slow_policy = SLOW_DISCONNECT;
+    o->max_clients = 10000;
+    o->zerocopy = ZC_AUTO;
+    o->zc_threshold = 16u << 10;
+    o->drain_timeout = 5;
+    o->frame_timeout = 30;
+    o->verbosity = VERB_NORMAL;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        return OPTS_ERROR;                                                                         \
+    } while (0)
+
+static enum opts_result set_address(struct opts *o, const char *v, const char *what, char *err,
+                                    size_t errlen)
+{
+    if (!*v || strlen(v) >= sizeof(o->address))
+        FAIL("invalid %s '%s'", what, v);
+    snprintf(o->address, sizeof(o->address), "%s", v);
+    return OPTS_RUN;
+}
+
+static enum opts_result set_port(struct opts *o, const char *v, const char *what, char *err,
+                                 size_t errlen)
+{
+    unsigned long port;
+    if (parse_uint(v, 65535, &port) < 0)
+        FAIL("invalid %s '%s': expected 0-65535", what, v);
+    o->port = (int)port;
+    return OPTS_RUN;
+}
+
+static enum opts_result size_arg(const char *name, const char *v, uint64_t min, uint64_t max,
+                                 uint64_t *out, char *err, size_t errlen)
+{
+    uint64_t size;
+    if (opts_parse_size(v, &size) < 0)
+        FAIL("invalid --%s '%s': expected a byte size such as 4096, 64K or 8M", name, v);
+    if (size < min || size > max)
+        FAIL("invalid --%s '%s': must be between %llu and %llu bytes", name, v,
+             (unsigned long long)min, (unsigned long long)max);
+    *out = size;
+    return OPTS_RUN;
+}
+
+static enum opts_result seconds_arg(const char *name, const char *v, double *out, char *err,
+                                    size_t errlen)
+{
+    if (opts_parse_seconds(v, out) < 0)
+        FAIL("invalid --%s '%s': expected seconds, such as 5 or 0.5", name, v);
+    return OPTS_RUN;
+}
+
+enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const char *env_address,
+                            const char *env_port, char *err, size_t errlen)
+{
+    opts_defaults(o);
+    if (env_address && *env_address && set_address(o, env_address, "ADDRESS", err, errlen))
+        return OPTS_ERROR;
+    if (env_port && *env_port && set_port(o, env_port, "PORT", err, errlen))
+        return OPTS_ERROR;
+
+    /* The frame and log sizes must fit 32-bit lengths and the broadcast log's mapping. */
+    const uint64_t max_size = 1ull << 30;
+    enum opts_result r = OPTS_RUN;
+    unsigned long n;
+    int c;
+    optind = 0; /* reset getopt, also for repeated calls from unit tests */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":qv", long_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_ADDRESS:
+            r = set_address(o, optarg, "--address", err, errlen);
+            break;
+        case OPT_PORT:
+            r = set_port(o, optarg, "--port", err, errlen);
+            break;
+        case OPT_FRAMING:
+            if (!strcmp(optarg, "line"))
+                o->framing = FRAMING_LINE;
+            else if (!strcmp(optarg, "len32"))
+                o->framing = FRAMING_LEN32;
+            else
+                FAIL("invalid --framing '%s': expected line or len32", optarg);
+            break;
+        case OPT_ECHO:
+            o->echo = true;
+            break;
+        case OPT_MAX_FRAME:
+            r = size_arg("max-frame", optarg, 1, max_size, &o->max_frame, err, errlen);
+            break;
+        case OPT_MAX_QUEUE:
+            r = size_arg("max-queue", optarg, 1, max_size, &o->max_queue, err, errlen);
+            break;
+        case OPT_MAX_PARTIAL:
+            r = size_arg("max-partial-memory", optarg, 1, UINT64_MAX, &o->max_partial_memory,
+                         err, errlen);
+            break;
+        case OPT_ZC_THRESHOLD:
+            r = size_arg("zc-threshold", optarg, 0, UINT64_MAX, &o->zc_threshold, err, errlen);
+            break;
+        case OPT_SLOW_POLICY:
+            if (!strcmp(optarg, "disconnect"))
+                o->slow_policy = SLOW_DISCONNECT;
+            else if (!strcmp(optarg, "drop"))
+                o->slow_policy = SLOW_DROP;
+            else
+                FAIL("invalid --slow-policy '%s': expected disconnect or drop", optarg);
+            break;
+        case OPT_MAX_CLIENTS:
+            if (parse_uint(optarg, 1u << 24, &n) < 0 || n == 0)
+                FAIL("invalid --max-clients '%s': expected 1-16777216", optarg);
+            o->max_clients = (uint32_t)n;
+            break;
+        case OPT_BACKLOG:
+            if (parse_uint(optarg, INT_MAX, &n) < 0 || n == 0)
+                FAIL("invalid --backlog '%s': expected a positive number", optarg);
+            o->backlog = (int)n;
+            break;
+        case OPT_ZEROCOPY:
+            if (!strcmp(optarg, "auto"))
+                o->zerocopy = ZC_AUTO;
+            else if (!strcmp(optarg, "on"))
+                o->zerocopy = ZC_ON;
+            else if (!strcmp(optarg, "off"))
+                o->zerocopy = ZC_OFF;
+            else
+                FAIL("invalid --zerocopy '%s': expected auto, on or off", optarg);
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            r = seconds_arg("drain-timeout", optarg, &o->drain_timeout, err, errlen);
+            break;
+        case OPT_FRAME_TIMEOUT:
+            r = seconds_arg("frame-timeout", optarg, &o->frame_timeout, err, errlen);
+            break;
+        case OPT_STATS_INTERVAL:
+            r = seconds_arg("stats-interval", optarg, &o->stats_interval, err, errlen);
+            break;
+        case 'q':
+            o->verbosity = VERB_QUIET;
+            break;
+        case 'v':
+            o->verbosity = VERB_VERBOSE;
+            break;
+        case OPT_HELP:
+            return OPTS_HELP;
+        case OPT_VERSION:
+            return OPTS_VERSION;
+        case ':':
+            FAIL("option '%s' needs a value", argv[optind - 1]);
+        default:
+            FAIL("unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+        if (r != OPTS_RUN)
+            return r;
+    }
+    if (optind < argc)
+        FAIL("unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->max_frame > o->max_queue)
+        FAIL("--max-frame (%llu) must not be larger than --max-queue (%llu)",
+             (unsigned long long)o->max_frame, (unsigned long long)o->max_queue);
+    return OPTS_RUN;
+}

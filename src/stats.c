@@ -1,0 +1,25 @@
+#include "ringcast/stats.h"
+
+const char *stats_reason_suffix(enum disconnect_reason r)
+{
+    switch (r) {
+    case DISC_EOF:
+    case DISC_RESET:
+        return ".";
+    case DISC_SLOW_CONSUMER:
+        return " (slow consumer).";
+    case DISC_FRAME_TOO_LONG:
+        return " (frame too long).";
+    case DISC_PARTIAL_TIMEOUT:
+        return " (partial frame timeout).";
+    case DISC_PARTIAL_MEMORY:
+        return " (partial frame memory limit).";
+    case DISC_NO_MEMORY:
+        return " (out of memory).";
+    case DISC_SHUTDOWN:
+        return " (server shutdown).";
+    case DISC__COUNT:
+        break;
+    }
+    return ".";
+}
