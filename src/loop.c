@@ -76,6 +76,8 @@ struct loop {
     int signal_fd;
     int spare_fd; /* released on EMFILE to shed one connection cleanly (libuv's trick) */
     bool accept_armed;
+    rlim_t accept_fd_limit; /* RLIMIT_NOFILE when the accept was armed */
+    rlim_t fd_limit_seen;   /* to report a change once */
     uint64_t accept_resume_ns;
 
     uint32_t blocked_head, blocked_tail; /* FIFO of publishers waiting for log space/buffers */
@@ -414,16 +416,22 @@ static inline void check_quota(struct loop *l, struct conn *c)
         over_quota(l, c);
 }
 
-/* After the log grew: every client gets its send, or its slow-consumer verdict. Downwards, so a
- * slot freed on the way (swapped from the end) was already visited. */
+/*
+ * After the log grew: every client gets its send. A client is judged slow only while its socket
+ * refuses more (poll armed): one that was simply not offered the burst yet is not slow, and the
+ * log is sized to hold a whole receive batch on top of every quota.
+ * Downwards, so a slot freed on the way (swapped from the end) was already visited.
+ */
 static void flush_clients(struct loop *l)
 {
     for (uint32_t i = l->conns.nactive; i-- > 0;) {
         struct conn *c = conn_at(l, l->conns.active[i]);
         if (c->state != CONN_OPEN)
             continue;
-        check_quota(l, c);
-        try_send(l, c);
+        if (c->poll_armed)
+            check_quota(l, c);
+        else
+            try_send(l, c);
     }
 }
 
@@ -711,8 +719,16 @@ static void resume_blocked(struct loop *l)
 
 /* ===== accepting ===== */
 
+static rlim_t current_fd_limit(void)
+{
+    struct rlimit rl;
+    return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0;
+}
+
 static void arm_accept(struct loop *l)
 {
+    /* The kernel reads RLIMIT_NOFILE when an accept is prepared: remember which one it got. */
+    l->accept_fd_limit = current_fd_limit();
     struct io_uring_sqe *sqe = sqe_for(l, OP_ACCEPT, NULL);
     if (l->feat.multishot_accept)
         io_uring_prep_multishot_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -766,12 +782,15 @@ static void accept_emfile(struct loop *l, int err)
         l->spare_fd = -1;
         int fl = fcntl(l->listen_fd, F_GETFL);
         fcntl(l->listen_fd, F_SETFL, fl | O_NONBLOCK);
-        int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        fcntl(l->listen_fd, F_SETFL, fl);
-        if (fd >= 0) {
+        /* Shed what waits now (bounded), so those peers hear a close instead of hanging. */
+        for (int i = 0; i < 64; i++) {
+            int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
             close(fd);
             l->stats.rejected_emfile++;
         }
+        fcntl(l->listen_fd, F_SETFL, fl);
         l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     if (l->now_ns - l->last_reject_log_ns >= NSEC) {
@@ -899,6 +918,17 @@ static void on_tick(struct loop *l)
             l->next_stats_ns = l->now_ns + (uint64_t)(o->stats_interval * NSEC);
     }
     log_rejects(l, false);
+    /* A multishot accept keeps the descriptor limit it was armed with; an operator who changes
+     * it (prlimit) expects it to apply, so re-arm with the new one. */
+    rlim_t fd_limit = current_fd_limit();
+    if (fd_limit != l->fd_limit_seen) {
+        say_warn("descriptor limit changed to %llu", (unsigned long long)fd_limit);
+        l->fd_limit_seen = fd_limit;
+    }
+    if (l->accept_armed && fd_limit != l->accept_fd_limit) {
+        l->accept_fd_limit = fd_limit;
+        cancel_op(l, OP_ACCEPT, NULL);
+    }
     if (l->draining && l->now_ns >= l->drain_deadline_ns && !l->hard_deadline_ns)
         stop_now(l);
     if (l->hard_deadline_ns && l->now_ns >= l->hard_deadline_ns)
@@ -934,13 +964,14 @@ static void on_send(struct loop *l, struct conn *c, int res)
     }
     if (res < 0 || (uint32_t)res < c->inflight_len) {
         /* The socket is full. A client being cut for a long frame is not waited for. */
-        if (c->finishing)
+        if (c->finishing) {
             begin_close(l, c, DISC_FRAME_TOO_LONG);
-        else
+        } else {
             arm_poll(l, c);
+            check_quota(l, c);
+        }
         return;
     }
-    check_quota(l, c);
     try_send(l, c);
 }
 
@@ -1002,7 +1033,6 @@ static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
             maybe_finish_close(l, c);
             return;
         }
-        check_quota(l, c);
         try_send(l, c);
         return;
     default:
@@ -1178,6 +1208,7 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
     }
 
     uint32_t max_clients = fit_descriptor_limit(o->max_clients);
+    l->fd_limit_seen = current_fd_limit();
     if (conn_table_init(&l->conns, max_clients) < 0) {
         snprintf(err, errlen, "out of memory for %u client slots", max_clients);
         goto err;
