@@ -38,6 +38,9 @@
 #define NSEC 1000000000ull
 #define TICK_NS (100 * 1000 * 1000ull)
 #define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
+/* A client whose socket took nothing for this long, with output pending, is stuck: it stops
+ * holding the publishers back and the slow policy meets it at --max-queue. */
+#define STUCK_NS (500 * 1000 * 1000ull)
 #define RECV_BUF_COUNT 256u
 #define RECV_BUF_SIZE (64u << 10)
 #define RECV_BGID 1
@@ -69,8 +72,10 @@ struct loop {
     uint32_t *held_len;  /* per buffer: bytes received into it */
     struct bcast log;
     bool log_registered; /* the log is a fixed buffer for SEND_ZC */
+    bool log_register_tried;
     struct conn_table conns;
     uint64_t quota;      /* max pending output per client */
+    uint64_t bp_limit;   /* head may not pass this: a reading client would exceed its quota */
 
     int listen_fd;
     int signal_fd;
@@ -311,6 +316,27 @@ static bool use_zerocopy(const struct loop *l, const struct conn *c, uint64_t le
     return l->feat.zc_report_usage && !c->zc_copied && len >= l->o->zc_threshold;
 }
 
+/*
+ * A fixed buffer spares SEND_ZC the page pinning per send. Registered at the first zero-copy
+ * send, not at start-up: it pins the whole log, which a relay that never sends zero-copy (on
+ * loopback, say) should not pay for. Refused when RLIMIT_MEMLOCK is small and we lack
+ * CAP_IPC_LOCK: zero-copy then pins per send.
+ */
+static void register_log_once(struct loop *l)
+{
+    if (l->log_register_tried)
+        return;
+    l->log_register_tried = true;
+    if (ring_feature_disabled("fixed_buffers"))
+        return;
+    struct iovec iov = {.iov_base = l->log.base, .iov_len = 2 * l->log.cap};
+    int ret = io_uring_register_buffers(&l->ring, &iov, 1);
+    l->log_registered = l->feat.fixed_buffers = ret == 0;
+    if (ret < 0)
+        say_warn("zero-copy: cannot register the broadcast log (%s); pinning per send instead",
+                 strerror(-ret));
+}
+
 static void finish_too_long(struct loop *l, struct conn *c)
 {
     static const char msg[] = "error: frame too long\n";
@@ -356,6 +382,7 @@ static void try_send(struct loop *l, struct conn *c)
     struct io_uring_sqe *sqe;
     if (use_zerocopy(l, c, len)) {
         unsigned zc_flags = l->feat.zc_report_usage ? IORING_SEND_ZC_REPORT_USAGE : 0;
+        register_log_once(l);
         sqe = sqe_for(l, OP_SEND_ZC, c);
         if (l->log_registered)
             io_uring_prep_send_zc_fixed(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags,
@@ -459,8 +486,55 @@ static void reclaim(struct loop *l)
     bcast_release(&l->log, keep);
 }
 
+static inline bool conn_stuck(const struct loop *l, const struct conn *c)
+{
+    return c->poll_armed && l->now_ns - c->progress_ns >= STUCK_NS;
+}
+
+/* The head offset at which @c's backlog would pass its quota. */
+static inline uint64_t conn_room(const struct loop *l, const struct conn *c)
+{
+    uint64_t resid = c->resid_len - c->resid_off;
+    uint64_t room = c->cursor + c->own_ahead + l->quota;
+    return room > resid ? room - resid : 0;
+}
+
+/* @c reads (again), or just joined: the limit must account for it. Cursors only move forward,
+ * so a limit computed earlier stays safe for the others. */
+static inline void bp_include(struct loop *l, const struct conn *c)
+{
+    uint64_t room = conn_room(l, c);
+    if (room < l->bp_limit)
+        l->bp_limit = room;
+}
+
+/*
+ * Back-pressure: the log may grow only while every client that is still reading stays within
+ * its quota. The slowest reader thus sets the publishers' pace (TCP pushes back on them), while
+ * a stuck client is left out, so it cannot hold everyone hostage: the slow policy meets it once
+ * its backlog passes the quota. O(clients): runs only when head reaches the last limit.
+ */
+static void recompute_bp_limit(struct loop *l)
+{
+    uint64_t limit = UINT64_MAX;
+    for (uint32_t i = l->conns.nactive; i-- > 0;) {
+        const struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state != CONN_OPEN || c->finishing || conn_stuck(l, c))
+            continue;
+        uint64_t room = conn_room(l, c);
+        if (room < limit)
+            limit = room;
+    }
+    l->bp_limit = limit;
+}
+
 static bool ensure_space(struct loop *l, size_t len)
 {
+    if (unlikely(l->log.head + len > l->bp_limit)) {
+        recompute_bp_limit(l);
+        if (l->log.head + len > l->bp_limit)
+            return false;
+    }
     if (likely(bcast_fits(&l->log, len)))
         return true;
     reclaim(l);
@@ -767,6 +841,8 @@ static void new_conn(struct loop *l, int fd)
         c->peer.sa.sa_family = AF_UNSPEC;
     /* Registered now: it gets every frame whose last byte arrives from here on. */
     c->cursor = l->log.head;
+    c->progress_ns = l->now_ns;
+    bp_include(l, c);
     l->nopen++;
     l->stats.accepted++;
     char addr[NETADDR_STRLEN];
@@ -953,6 +1029,10 @@ static void on_send(struct loop *l, struct conn *c, int res)
     } else if (res > 0) {
         c->cursor = c->inflight_start + (uint64_t)res;
         l->stats.bytes_out += (uint64_t)res;
+    }
+    if (res > 0) {
+        c->progress_ns = l->now_ns;
+        bp_include(l, c);
     }
     if (c->state != CONN_OPEN) {
         maybe_finish_close(l, c);
@@ -1155,10 +1235,10 @@ static uint32_t fit_descriptor_limit(uint32_t want)
 
 static uint64_t log_size_for(const struct opts *o)
 {
-    /* Room for every client to lag a full quota behind while a whole receive batch and the
-     * longest frame arrive: then only the slow policy, never the size, limits a healthy client. */
+    /* Reading clients stay within one quota (back-pressure); a stuck one is cut at most a
+     * receive batch past it. So one quota, a batch and two of the longest frames always fit. */
     uint64_t frame = o->max_frame + FRAME_LEN32_HEADER;
-    return 2 * (o->max_queue + frame) + (uint64_t)RECV_BUF_COUNT * RECV_BUF_SIZE;
+    return o->max_queue + 2 * frame + (uint64_t)RECV_BUF_COUNT * RECV_BUF_SIZE;
 }
 
 struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
@@ -1198,13 +1278,6 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "cannot map the broadcast log (%llu bytes): %s",
                  (unsigned long long)log_bytes, strerror(-ret));
         goto err;
-    }
-    /* A fixed buffer spares SEND_ZC the page pinning per send. Refused when RLIMIT_MEMLOCK is
-     * small and we lack CAP_IPC_LOCK: zero-copy then pins per send. */
-    if (l->feat.send_zc && o->zerocopy != ZC_OFF && !ring_feature_disabled("fixed_buffers")) {
-        struct iovec iov = {.iov_base = l->log.base, .iov_len = 2 * l->log.cap};
-        l->log_registered = io_uring_register_buffers(&l->ring, &iov, 1) == 0;
-        l->feat.fixed_buffers = l->log_registered;
     }
 
     uint32_t max_clients = fit_descriptor_limit(o->max_clients);

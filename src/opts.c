@@ -55,7 +55,8 @@ const char *opts_framing_name(enum framing f)
 
 int opts_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+    /* strtoull would skip whitespace and accept a sign: insist on a digit first. */
+    if (!s || *s < '0' || *s > '9')
         return -EINVAL;
     char *end;
     errno = 0;
@@ -94,7 +95,7 @@ int opts_parse_size(const char *s, uint64_t *out)
 
 int opts_parse_seconds(const char *s, double *out)
 {
-    if (!s || !*s || *s == '-' || *s == ' ')
+    if (!s || ((*s < '0' || *s > '9') && *s != '.'))
         return -EINVAL;
     char *end;
     errno = 0;
@@ -321,8 +322,13 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
         case OPT_VERSION:
             return OPTS_VERSION;
         case ':':
+            if (optopt && optopt < 256)
+                FAIL("option '-%c' needs a value", optopt);
             FAIL("option '%s' needs a value", argv[optind - 1]);
         default:
+            /* In a group like -xq getopt has not moved past the bad letter yet: name it. */
+            if (optopt > 0 && optopt < 256)
+                FAIL("unknown option '-%c' (see --help)", optopt);
             FAIL("unknown option '%s' (see --help)", argv[optind - 1]);
         }
         if (r != OPTS_RUN)
