@@ -27,6 +27,7 @@
 #include "ringcast/bcast.h"
 #include "ringcast/conn.h"
 #include "ringcast/frame.h"
+#include "ringcast/net.h"
 #include "ringcast/netaddr.h"
 #include "ringcast/ring.h"
 #include "ringcast/say.h"
@@ -40,7 +41,7 @@
 #define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
 /* A client whose socket took nothing for this long, with output pending, is stuck: it stops
  * holding the publishers back and the slow policy meets it at --max-queue. */
-#define STUCK_NS (500 * 1000 * 1000ull)
+#define STUCK_NS (1000 * 1000 * 1000ull)
 #define RECV_BUF_COUNT 256u
 #define RECV_BUF_SIZE (64u << 10)
 #define RECV_BGID 1
@@ -486,9 +487,22 @@ static void reclaim(struct loop *l)
     bcast_release(&l->log, keep);
 }
 
-static inline bool conn_stuck(const struct loop *l, const struct conn *c)
+/*
+ * Whether @c stopped reading. Its socket not taking data for a while is not enough: with a
+ * thousand receivers a socket's megabytes drain slowly and POLLOUT waits for half of them. So a
+ * suspect's peer is asked, once per period, whether it acknowledged anything since.
+ */
+static bool conn_stuck(const struct loop *l, struct conn *c)
 {
-    return c->poll_armed && l->now_ns - c->progress_ns >= STUCK_NS;
+    if (!c->poll_armed || l->now_ns - c->progress_ns < STUCK_NS)
+        return false;
+    uint64_t acked;
+    if (net_bytes_acked(c->fd, &acked) == 0 && acked != c->acked_seen) {
+        c->acked_seen = acked;
+        c->progress_ns = l->now_ns;
+        return false;
+    }
+    return true;
 }
 
 /* The head offset at which @c's backlog would pass its quota. */
@@ -518,7 +532,7 @@ static void recompute_bp_limit(struct loop *l)
 {
     uint64_t limit = UINT64_MAX;
     for (uint32_t i = l->conns.nactive; i-- > 0;) {
-        const struct conn *c = conn_at(l, l->conns.active[i]);
+        struct conn *c = conn_at(l, l->conns.active[i]);
         if (c->state != CONN_OPEN || c->finishing || conn_stuck(l, c))
             continue;
         uint64_t room = conn_room(l, c);
