@@ -347,6 +347,21 @@ static void finish_too_long(struct loop *l, struct conn *c)
     begin_close(l, c, DISC_FRAME_TOO_LONG);
 }
 
+/*
+ * Shutting down and all of @c's output is in its socket. Closing now could lose it (an orphaned
+ * socket whose peer reads slowly can be reset), so send FIN after the data and close once the
+ * peer has acknowledged everything (checked here and on every tick) or the drain time is up.
+ */
+static void drain_done(struct loop *l, struct conn *c)
+{
+    if (!c->drained) {
+        c->drained = true;
+        shutdown(c->fd, SHUT_WR);
+    }
+    if (net_unacked(c->fd) == 0)
+        begin_close(l, c, DISC_SHUTDOWN);
+}
+
 /* Give @c its one send, covering everything pending for it, unless one is already out. */
 static void try_send(struct loop *l, struct conn *c)
 {
@@ -373,7 +388,7 @@ static void try_send(struct loop *l, struct conn *c)
     }
     if (len == 0) {
         if (unlikely(l->draining))
-            begin_close(l, c, DISC_SHUTDOWN);
+            drain_done(l, c);
         return;
     }
     /* A send moves at most what a socket buffer can take anyway; keeps lengths in 32 bits. */
@@ -950,7 +965,7 @@ static void stop_now(struct loop *l)
         struct conn *c = conn_at(l, l->conns.active[i]);
         if (c->state != CONN_OPEN)
             continue;
-        uint64_t pending = conn_pending(l, c);
+        uint64_t pending = conn_pending(l, c) + net_unacked(c->fd);
         if (pending) {
             bytes += pending;
             clients++;
@@ -1008,6 +1023,13 @@ static void on_tick(struct loop *l)
             l->next_stats_ns = l->now_ns + (uint64_t)(o->stats_interval * NSEC);
     }
     log_rejects(l, false);
+    if (l->draining) {
+        for (uint32_t i = l->conns.nactive; i-- > 0;) {
+            struct conn *c = conn_at(l, l->conns.active[i]);
+            if (c->state == CONN_OPEN && c->drained)
+                drain_done(l, c);
+        }
+    }
     /* A multishot accept keeps the descriptor limit it was armed with; an operator who changes
      * it (prlimit) expects it to apply, so re-arm with the new one. */
     rlim_t fd_limit = current_fd_limit();

@@ -6,6 +6,8 @@
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 int net_bytes_acked(int fd, uint64_t *out)
@@ -18,4 +20,10 @@ int net_bytes_acked(int fd, uint64_t *out)
         return -ENOTSUP;
     *out = ti.tcpi_bytes_acked;
     return 0;
+}
+
+uint64_t net_unacked(int fd)
+{
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint64_t)n : 0;
 }

@@ -37,6 +37,7 @@ struct conn {
     bool fd_closed : 1;        /* fd closed early while zero-copy notifications drain */
     bool partial_complete : 1; /* partial holds a whole frame the log had no room for */
     bool inflight_resid : 1;   /* the send in flight is from resid, not the log */
+    bool drained : 1;          /* shutting down: all output handed over, FIN sent */
     uint16_t zc_notifs;        /* zero-copy notifications still to come */
     uint16_t held_first;       /* recv buffers held while the log is full, oldest first */
     uint16_t held_last;

@@ -10,4 +10,7 @@
  */
 int net_bytes_acked(int fd, uint64_t *out);
 
+/** Bytes in @fd's send queue not yet acknowledged by the peer (SIOCOUTQ); 0 on error. */
+uint64_t net_unacked(int fd);
+
 #endif
