@@ -762,8 +762,13 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
         else if (res == -ENOBUFS) {
             l->stats.recv_enobufs++; /* buffer ring empty: re-armed once buffers are back */
             blocked_push(l, c);
-        } else if (res != -ECANCELED)
+        } else if (res == -ECANCELED) {
+            /* Cancelled for a pause that may be over already: then reading goes on. */
+            if (!c->in_blocked && !c->recv_armed)
+                arm_recv(l, c);
+        } else {
             begin_close(l, c, DISC_RESET);
+        }
         return;
     }
     if (unlikely(c->held_first != NO_BID)) {
