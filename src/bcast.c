@@ -113,10 +113,12 @@ uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t le
     } else {
         struct bcast_rec *r = rec_at(b, b->rec_head++);
         r->off = at;
+        r->seq = b->frames;
         r->len = (uint32_t)len;
         r->origin = origin;
         r->nframes = nframes;
     }
+    b->frames += nframes;
     return at;
 }
 
@@ -171,6 +173,13 @@ uint64_t bcast_next_range(const struct bcast *b, uint64_t *cursor, uint32_t skip
     }
     *cursor = start;
     return end - start;
+}
+
+uint64_t bcast_seq_at(const struct bcast *b, uint64_t off)
+{
+    if (off >= b->head || b->rec_tail == b->rec_head)
+        return b->frames;
+    return rec_at(b, find_rec(b, off))->seq;
 }
 
 /* Hop frame by frame from the boundary @pos to the first boundary at or after @target. */

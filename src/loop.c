@@ -378,7 +378,13 @@ static void try_send(struct loop *l, struct conn *c)
     }
     uint64_t skipped = 0;
     uint64_t len = bcast_next_range(&l->log, &c->cursor, skip_origin(l, c), c->own_end, &skipped);
-    c->own_ahead -= skipped;
+    if (unlikely(skipped)) {
+        c->own_ahead -= skipped;
+        c->seq = bcast_seq_at(&l->log, c->cursor); /* its own frames are not delivered to it */
+    }
+    /* The range ends at head or at one of its own records: a frame boundary whose sequence
+     * number says how many frames the send carries. */
+    c->inflight_end_seq = len ? bcast_seq_at(&l->log, c->cursor + len) : c->seq;
     if (unlikely(c->finishing)) {
         len = c->close_at > c->cursor ? c->close_at - c->cursor : 0;
         if (len == 0) {
@@ -391,9 +397,13 @@ static void try_send(struct loop *l, struct conn *c)
             drain_done(l, c);
         return;
     }
-    /* A send moves at most what a socket buffer can take anyway; keeps lengths in 32 bits. */
-    if (len > (64u << 20))
-        len = 64u << 20;
+    /* A send moves at most what a socket buffer can take anyway; keeps lengths in 32 bits.
+     * (The end is then no longer a known boundary: the next send counts those frames.) */
+    if (unlikely(len > (64u << 20) || c->finishing)) {
+        if (len > (64u << 20))
+            len = 64u << 20;
+        c->inflight_end_seq = c->seq;
+    }
     const uint8_t *p = bcast_ptr(&l->log, c->cursor);
     struct io_uring_sqe *sqe;
     if (use_zerocopy(l, c, len)) {
@@ -441,6 +451,7 @@ static void drop_backlog(struct loop *l, struct conn *c)
     c->frames_dropped += dropped;
     l->stats.frames_dropped += dropped;
     c->cursor = l->log.head;
+    c->seq = l->log.frames;
     c->own_ahead = 0;
 }
 
@@ -604,7 +615,6 @@ static void publish(struct loop *l, struct conn *c, const uint8_t *p, size_t len
         c->own_ahead += len;
     l->stats.frames_in += nframes;
     l->stats.bytes_in += len;
-    l->stats.deliveries += nframes * (l->nopen - (l->o->echo ? 0 : 1));
     l->head_moved = true;
     if (unlikely(say_verbosity() == VERB_VERBOSE))
         log_frames(l, c, p, len);
@@ -612,6 +622,7 @@ static void publish(struct loop *l, struct conn *c, const uint8_t *p, size_t len
 
 static void frame_too_long(struct loop *l, struct conn *c)
 {
+    l->stats.protocol_errors++;
     partial_clear(l, c);
     held_release(l, c);
     if (c->recv_armed) {
@@ -875,6 +886,7 @@ static void new_conn(struct loop *l, int fd)
         c->peer.sa.sa_family = AF_UNSPEC;
     /* Registered now: it gets every frame whose last byte arrives from here on. */
     c->cursor = l->log.head;
+    c->seq = l->log.frames;
     c->progress_ns = l->now_ns;
     bp_include(l, c);
     l->nopen++;
@@ -1064,12 +1076,21 @@ static void on_send(struct loop *l, struct conn *c, int res)
         if (res > 0 && c->resid) {
             c->resid_off += (uint32_t)res;
             l->stats.bytes_out += (uint64_t)res;
-            if (c->resid_off == c->resid_len)
+            if (c->resid_off == c->resid_len) {
                 resid_free(l, c);
+                l->stats.deliveries++;
+                stats_observe_batch(&l->stats, 1);
+            }
         }
     } else if (res > 0) {
         c->cursor = c->inflight_start + (uint64_t)res;
         l->stats.bytes_out += (uint64_t)res;
+        if ((uint32_t)res == c->inflight_len && c->inflight_end_seq > c->seq) {
+            uint64_t frames = c->inflight_end_seq - c->seq;
+            c->seq = c->inflight_end_seq;
+            l->stats.deliveries += frames;
+            stats_observe_batch(&l->stats, frames);
+        }
     }
     if (res > 0) {
         c->progress_ns = l->now_ns;

@@ -23,3 +23,13 @@ const char *stats_reason_suffix(enum disconnect_reason r)
     }
     return ".";
 }
+
+void stats_observe_batch(struct stats *s, uint64_t frames)
+{
+    unsigned i = 0;
+    while (i < STATS_BATCH_BUCKETS && frames > (1ull << i))
+        i++;
+    s->batch_count_le[i]++;
+    s->batch_frames += frames;
+    s->batch_sends++;
+}

@@ -26,6 +26,7 @@
 
 struct bcast_rec {
     uint64_t off;     /* absolute offset of the first byte */
+    uint64_t seq;     /* frames appended before this record */
     uint32_t len;     /* bytes, whole frames only */
     uint32_t origin;  /* connection slot that sent them */
     uint32_t nframes; /* frames in the record */
@@ -37,6 +38,7 @@ struct bcast {
     uint64_t cap;   /* power of two */
     uint64_t head;  /* offset one past the newest byte */
     uint64_t tail;  /* oldest byte still kept */
+    uint64_t frames; /* frames appended so far: the sequence number at head */
     /* private */
     uint64_t mask;
     struct bcast_rec *recs;
@@ -81,6 +83,13 @@ static inline uint8_t *bcast_ptr(const struct bcast *b, uint64_t off)
  */
 uint64_t bcast_next_range(const struct bcast *b, uint64_t *cursor, uint32_t skip_origin,
                           uint64_t own_end, uint64_t *skipped);
+
+/**
+ * Frames appended before offset @off, which must be head or the start of a record (as the end of
+ * a range from bcast_next_range is): lets a reader count the frames a send carried without
+ * parsing them. O(log records).
+ */
+uint64_t bcast_seq_at(const struct bcast *b, uint64_t off);
 
 /**
  * Offset of the end of the frame that contains @off (== @off when @off is a frame boundary),

@@ -48,6 +48,8 @@ struct conn {
     uint32_t inflight_len;
     uint64_t inflight_start;   /* log offset the send in flight starts at (log sends) */
     uint64_t cursor;           /* next log byte for this client */
+    uint64_t seq;              /* frames in the log before its last fully sent frame boundary */
+    uint64_t inflight_end_seq; /* the same at the end of the send in flight */
     uint64_t own_end;          /* end of the last log record this client appended */
     uint64_t own_ahead;        /* bytes of its own records between cursor and head */
     uint64_t zc_pin;           /* oldest log byte under an unnotified zero-copy send */

@@ -17,13 +17,15 @@ enum disconnect_reason {
     DISC__COUNT,
 };
 
+#define STATS_BATCH_BUCKETS 17 /* up to 2^16 frames per send, then +Inf */
+
 struct stats {
     uint64_t accepted;
     uint64_t rejected_max_clients;
     uint64_t rejected_emfile;
     uint64_t frames_in;
     uint64_t bytes_in;
-    uint64_t deliveries;      /* frames queued to receivers */
+    uint64_t deliveries;      /* frames whose last byte a receiver's socket took */
     uint64_t bytes_out;       /* bytes the kernel took */
     uint64_t frames_dropped;  /* drop policy */
     uint64_t disconnects[DISC__COUNT];
@@ -32,7 +34,16 @@ struct stats {
     uint64_t zc_copied;
     uint64_t recv_enobufs;
     uint64_t publisher_stalls; /* recv paused because the log was full */
+    uint64_t protocol_errors;  /* frames refused: too long */
+    /* frames per send: batch_count_le[i] counts sends of at most 2^i frames (not cumulative);
+     * the last bucket is everything larger */
+    uint64_t batch_count_le[STATS_BATCH_BUCKETS + 1];
+    uint64_t batch_frames;
+    uint64_t batch_sends;
 };
+
+/** Count one send that completed @frames frames. */
+void stats_observe_batch(struct stats *s, uint64_t frames);
 
 /** The text after "disconnected" for a reason: "." or " (slow consumer)." and so on. */
 const char *stats_reason_suffix(enum disconnect_reason r);
