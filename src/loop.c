@@ -27,11 +27,15 @@
 #include "ringcast/bcast.h"
 #include "ringcast/conn.h"
 #include "ringcast/frame.h"
+#include "ringcast/httpd.h"
+#include "ringcast/metrics.h"
 #include "ringcast/net.h"
 #include "ringcast/netaddr.h"
 #include "ringcast/ring.h"
 #include "ringcast/say.h"
 #include "ringcast/stats.h"
+#include "ringcast/sysd.h"
+#include "ringcast/userdata.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -50,18 +54,6 @@
 #define CQ_ENTRIES 65536u
 /* Descriptors besides clients: listener, ring, signalfd, spare, stdio and some slack. */
 #define FD_RESERVE 32u
-
-/* user_data: op in the top 8 bits, the slot's generation in the next 24, the slot in the low 32. */
-enum op {
-    OP_IGNORE = 0, /* cancellations and such: nothing to do */
-    OP_ACCEPT,
-    OP_RECV,
-    OP_SEND,
-    OP_SEND_ZC,
-    OP_POLL,
-    OP_SIGNAL,
-    OP_TICK,
-};
 
 struct loop {
     const struct opts *o;
@@ -101,6 +93,14 @@ struct loop {
 
     struct signalfd_siginfo siginfo;
     struct __kernel_timespec tick_ts;
+
+    struct httpd httpd; /* --metrics */
+    bool httpd_on;
+    uint64_t start_ns;
+    uint64_t watchdog_ns, next_watchdog_ns; /* systemd watchdog period, 0 when off */
+    uint64_t next_status_ns;
+    uint32_t status_clients; /* client count last sent in STATUS= */
+    char features[256];
 };
 
 /* ===== helpers ===== */
@@ -112,9 +112,9 @@ static uint64_t clock_ns(void)
     return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
 }
 
-static inline uint64_t ud_make(enum op op, const struct conn *c)
+static inline uint64_t ud_make(enum ud_op op, const struct conn *c)
 {
-    return (uint64_t)op << 56 | (uint64_t)(c ? c->gen : 0) << 32 | (c ? c->slot : 0);
+    return ud_pack(op, c ? c->gen : 0, c ? c->slot : 0);
 }
 
 static inline struct conn *conn_at(struct loop *l, uint32_t slot)
@@ -127,14 +127,14 @@ static char *peer_str(const struct conn *c, char buf[NETADDR_STRLEN])
     return netaddr_format(&c->peer, buf, NETADDR_STRLEN);
 }
 
-static struct io_uring_sqe *sqe_for(struct loop *l, enum op op, const struct conn *c)
+static struct io_uring_sqe *sqe_for(struct loop *l, enum ud_op op, const struct conn *c)
 {
     struct io_uring_sqe *sqe = ring_get_sqe(&l->ring);
     io_uring_sqe_set_data64(sqe, ud_make(op, c));
     return sqe;
 }
 
-static void cancel_op(struct loop *l, enum op op, const struct conn *c)
+static void cancel_op(struct loop *l, enum ud_op op, const struct conn *c)
 {
     struct io_uring_sqe *sqe = sqe_for(l, OP_IGNORE, NULL);
     io_uring_prep_cancel64(sqe, ud_make(op, c), 0);
@@ -952,6 +952,9 @@ static void arm_tick(struct loop *l)
 static void start_drain(struct loop *l)
 {
     l->draining = true;
+    sysd_stopping();
+    if (l->httpd_on)
+        httpd_set_healthy(&l->httpd, false);
     l->drain_deadline_ns = l->now_ns + (uint64_t)(l->o->drain_timeout * NSEC);
     if (l->accept_armed)
         cancel_op(l, OP_ACCEPT, NULL);
@@ -1062,6 +1065,19 @@ static void on_tick(struct loop *l)
         stop_now(l);
     if (l->hard_deadline_ns && l->now_ns >= l->hard_deadline_ns)
         l->done = true;
+    if (l->httpd_on)
+        httpd_tick(&l->httpd, l->now_ns);
+    if (l->watchdog_ns && l->now_ns >= l->next_watchdog_ns) {
+        sysd_watchdog();
+        l->next_watchdog_ns = l->now_ns + l->watchdog_ns / 2;
+    }
+    if (l->now_ns >= l->next_status_ns && l->nopen != l->status_clients) {
+        char status[64];
+        snprintf(status, sizeof(status), "%u client(s)", l->nopen);
+        sysd_status(status);
+        l->status_clients = l->nopen;
+        l->next_status_ns = l->now_ns + NSEC;
+    }
     arm_tick(l);
 }
 
@@ -1121,7 +1137,7 @@ static void on_send(struct loop *l, struct conn *c, int res)
 static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
 {
     uint64_t u = cqe->user_data;
-    enum op op = (enum op)(u >> 56);
+    enum ud_op op = ud_op(u);
     int res = cqe->res;
     unsigned flags = cqe->flags;
 
@@ -1137,11 +1153,16 @@ static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
     case OP_TICK:
         on_tick(l);
         return;
+    case OP_HTTP_ACCEPT:
+    case OP_HTTP_RECV:
+    case OP_HTTP_SEND:
+        httpd_handle(&l->httpd, u, res, flags, l->now_ns);
+        return;
     default:
         break;
     }
 
-    struct conn *c = conn_table_lookup(&l->conns, (uint32_t)u, (uint32_t)(u >> 32) & CONN_GEN_MASK);
+    struct conn *c = conn_table_lookup(&l->conns, ud_slot(u), ud_gen(u));
     if (unlikely(!c)) {
         /* Cannot happen while slots wait for their last completion; keep buffers safe anyway. */
         if (flags & IORING_CQE_F_BUFFER)
@@ -1228,33 +1249,59 @@ int loop_run(struct loop *l)
     return 0;
 }
 
+/* ===== metrics ===== */
+
+/* /metrics: the counters plus gauges gathered now. O(clients), once per scrape. */
+static int render_metrics(void *ctx, struct metrics_buf *out)
+{
+    struct loop *l = ctx;
+    uint64_t pending = 0, max_backlog = 0;
+    for (uint32_t i = 0; i < l->conns.nactive; i++) {
+        const struct conn *c = conn_at(l, l->conns.active[i]);
+        if (c->state != CONN_OPEN)
+            continue;
+        uint64_t p = conn_pending(l, c);
+        pending += p;
+        if (p > max_backlog)
+            max_backlog = p;
+    }
+    struct metrics_snapshot m = {
+        .stats = &l->stats,
+        .version = RINGCAST_VERSION,
+        .features = l->features,
+        .uptime_seconds = (double)(clock_ns() - l->start_ns) / NSEC,
+        .clients = l->nopen,
+        .pending_bytes = pending,
+        .max_backlog_bytes = max_backlog,
+        .partial_bytes = l->partial_bytes,
+        .log_capacity_bytes = l->log.cap,
+    };
+    return metrics_render(&m, out);
+}
+
 /* ===== set-up ===== */
 
-static int listen_on(const struct opts *o, int *fd_out, union netaddr *bound, char *err,
-                     size_t errlen)
+/* Keepalive timing is copied to accepted sockets: a vanished peer is found in about 2 min. */
+static void set_keepalive_timing(int fd)
 {
-    union netaddr addr;
-    socklen_t alen;
-    if (netaddr_parse(o->address, o->port, &addr, &alen) < 0) {
-        snprintf(err, errlen, "invalid address '%s': expected an IPv4 or IPv6 literal",
-                 o->address);
-        return -EINVAL;
-    }
-    int fd = socket(addr.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static int listen_on(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out,
+                     char *err, size_t errlen)
+{
+    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -errno;
     }
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (addr.sa.sa_family == AF_INET6) /* "::" takes IPv4 too, whatever the sysctl says */
+    if (addr->sa.sa_family == AF_INET6) /* "::" takes IPv4 too, whatever the sysctl says */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    /* Keepalive timing is copied to accepted sockets: a vanished peer is found in ~2 min. */
-    int idle = 60, intvl = 10, cnt = 6;
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-    int backlog = o->backlog;
     if (backlog <= 0) {
         FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
         if (!f || fscanf(f, "%d", &backlog) != 1 || backlog <= 0)
@@ -1262,17 +1309,56 @@ static int listen_on(const struct opts *o, int *fd_out, union netaddr *bound, ch
         if (f)
             fclose(f);
     }
-    if (bind(fd, &addr.sa, alen) < 0 || listen(fd, backlog) < 0) {
+    if (bind(fd, &addr->sa, alen) < 0 || listen(fd, backlog) < 0) {
         int e = errno;
         char a[NETADDR_STRLEN];
-        snprintf(err, errlen, "cannot listen on %s: %s", netaddr_format(&addr, a, sizeof(a)),
+        snprintf(err, errlen, "cannot listen on %s: %s", netaddr_format(addr, a, sizeof(a)),
                  strerror(e));
         close(fd);
         return -e;
     }
-    alen = sizeof(*bound);
-    getsockname(fd, &bound->sa, &alen);
     *fd_out = fd;
+    return 0;
+}
+
+/* The relay and metrics listeners: passed in by systemd, or bound here. */
+static int open_listeners(struct loop *l, union netaddr *bound, char *err, size_t errlen)
+{
+    const struct opts *o = l->o;
+    struct sysd_sockets passed;
+    if (sysd_take_sockets(&passed, err, errlen) < 0)
+        return -EINVAL;
+    int metrics_fd = passed.metrics;
+    if (passed.relay >= 0) {
+        l->listen_fd = passed.relay;
+    } else {
+        union netaddr addr;
+        socklen_t alen;
+        if (netaddr_parse(o->address, o->port, &addr, &alen) < 0) {
+            snprintf(err, errlen, "invalid address '%s': expected an IPv4 or IPv6 literal",
+                     o->address);
+            return -EINVAL;
+        }
+        int ret = listen_on(&addr, alen, o->backlog, &l->listen_fd, err, errlen);
+        if (ret < 0)
+            return ret;
+    }
+    set_keepalive_timing(l->listen_fd);
+    socklen_t blen = sizeof(*bound);
+    getsockname(l->listen_fd, &bound->sa, &blen);
+
+    if (metrics_fd < 0 && o->metrics[0]) {
+        union netaddr addr;
+        socklen_t alen;
+        netaddr_parse_hostport(o->metrics, &addr, &alen); /* validated by opts */
+        int ret = listen_on(&addr, alen, 64, &metrics_fd, err, errlen);
+        if (ret < 0)
+            return ret;
+    }
+    if (metrics_fd >= 0) {
+        httpd_init(&l->httpd, &l->ring, &l->bufs, metrics_fd, render_metrics, l);
+        l->httpd_on = true;
+    }
     return 0;
 }
 
@@ -1362,15 +1448,25 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
         goto err;
     }
 
+    l->start_ns = l->now_ns;
+    ring_features_describe(&l->feat, l->features, sizeof(l->features));
     union netaddr bound;
-    if (listen_on(o, &l->listen_fd, &bound, err, errlen) < 0)
+    if (open_listeners(l, &bound, err, errlen) < 0)
         goto err;
     char addr[NETADDR_STRLEN];
     say_always("Server started at: %s", netaddr_format(&bound, addr, sizeof(addr)));
+    char status[NETADDR_STRLEN + 16];
+    snprintf(status, sizeof(status), "listening on %s", addr);
+    if (l->httpd_on) {
+        union netaddr maddr;
+        socklen_t mlen = sizeof(maddr);
+        getsockname(l->httpd.listen_fd, &maddr.sa, &mlen);
+        say_event("Metrics at: http://%s/metrics", netaddr_format(&maddr, addr, sizeof(addr)));
+    }
+    l->watchdog_ns = sysd_watchdog_period_ns();
+    sysd_ready(status);
     if (say_verbosity() == VERB_VERBOSE) {
-        char features[256];
-        ring_features_describe(&l->feat, features, sizeof(features));
-        say_event("io_uring features: %s; log %llu MiB; max clients %u", features,
+        say_event("io_uring features: %s; log %llu MiB; max clients %u", l->features,
                   (unsigned long long)(l->log.cap >> 20), max_clients);
     }
     return l;
@@ -1391,6 +1487,7 @@ void loop_destroy(struct loop *l)
         rc_free(c->resid);
     }
     conn_table_destroy(&l->conns);
+    httpd_destroy(&l->httpd);
     if (l->ring_ready) {
         ring_bufs_destroy(&l->ring, &l->bufs);
         io_uring_queue_exit(&l->ring);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int netaddr_parse(const char *host, int port, union netaddr *out, socklen_t *len)
@@ -29,6 +30,27 @@ int netaddr_parse(const char *host, int port, union netaddr *out, socklen_t *len
         return 0;
     }
     return -EINVAL;
+}
+
+int netaddr_parse_hostport(const char *s, union netaddr *out, socklen_t *len)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end || port > 65535)
+        return -EINVAL;
+    char host[INET6_ADDRSTRLEN + 2];
+    size_t n = (size_t)(colon - s);
+    if (n >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    /* A bare IPv6 address would be ambiguous: require brackets around it. */
+    if (strchr(host, ':') && host[0] != '[')
+        return -EINVAL;
+    return netaddr_parse(host, (int)port, out, len);
 }
 
 char *netaddr_format(const union netaddr *a, char *buf, size_t len)

@@ -1,6 +1,8 @@
 /* Option parsing: getopt_long over a table, every value validated with a message naming it. */
 #include "ringcast/opts.h"
 
+#include "ringcast/netaddr.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -36,6 +38,7 @@ static const char usage_text[] =
     "  --zc-threshold B        smallest batch sent zero-copy in auto mode (16K)\n"
     "  --drain-timeout S       on SIGINT/SIGTERM, time to flush queued output (5)\n"
     "  --stats-interval S      print a summary line every S seconds (0: never)\n"
+    "  --metrics HOST:PORT     serve Prometheus /metrics and /healthz there (off)\n"
     "  -q, --quiet             only the start line, warnings and errors\n"
     "  -v, --verbose           also log every frame received\n"
     "  --help                  show this help\n"
@@ -135,6 +138,7 @@ enum {
     OPT_ZC_THRESHOLD,
     OPT_DRAIN_TIMEOUT,
     OPT_STATS_INTERVAL,
+    OPT_METRICS,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -155,6 +159,7 @@ static const struct option long_options[] = {
     {"zc-threshold", required_argument, NULL, OPT_ZC_THRESHOLD},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
@@ -311,6 +316,16 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
         case OPT_STATS_INTERVAL:
             r = seconds_arg("stats-interval", optarg, &o->stats_interval, err, errlen);
             break;
+        case OPT_METRICS: {
+            union netaddr a;
+            socklen_t alen;
+            if (strlen(optarg) >= sizeof(o->metrics) || netaddr_parse_hostport(optarg, &a, &alen))
+                FAIL("invalid --metrics '%s': expected HOST:PORT, such as 127.0.0.1:9100 or "
+                     "[::1]:9100",
+                     optarg);
+            snprintf(o->metrics, sizeof(o->metrics), "%s", optarg);
+            break;
+        }
         case 'q':
             o->verbosity = VERB_QUIET;
             break;

@@ -157,13 +157,24 @@ int ring_setup(struct io_uring *ring, unsigned entries, unsigned cq_entries,
 
 void ring_features_describe(const struct ring_features *f, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s%s%s%s%s%s",
-             f->defer_taskrun ? "defer_taskrun " : (f->coop_taskrun ? "coop_taskrun " : ""),
-             f->single_issuer ? "single_issuer " : "",
-             f->register_ring_fd ? "register_ring_fd " : "",
-             f->multishot_accept ? "multishot_accept " : "", f->send_zc ? "send_zc " : "",
-             f->zc_report_usage ? "zc_report_usage " : "",
-             f->fixed_buffers ? "fixed_buffers" : "");
+    const struct {
+        bool on;
+        const char *name;
+    } list[] = {
+        {f->defer_taskrun, "defer_taskrun"},   {f->coop_taskrun, "coop_taskrun"},
+        {f->single_issuer, "single_issuer"},   {f->register_ring_fd, "register_ring_fd"},
+        {f->multishot_accept, "multishot_accept"}, {f->send_zc, "send_zc"},
+        {f->zc_report_usage, "zc_report_usage"}, {f->fixed_buffers, "fixed_buffers"},
+    };
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        if (!list[i].on || used >= len)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", list[i].name);
+        if (n > 0)
+            used += (size_t)n;
+    }
 }
 
 int ring_bufs_init(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid, uint32_t count,

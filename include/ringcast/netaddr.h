@@ -18,6 +18,9 @@ union netaddr {
 /** Parse an IPv4 or IPv6 literal and a port into @out (and its length). 0 or -EINVAL. */
 int netaddr_parse(const char *host, int port, union netaddr *out, socklen_t *len);
 
+/** Parse "HOST:PORT" ("[v6]:PORT" for IPv6) into @out. 0 or -EINVAL. */
+int netaddr_parse_hostport(const char *s, union netaddr *out, socklen_t *len);
+
 /**
  * Format as "1.2.3.4:5" or "[::1]:5" into @buf (NETADDR_STRLEN bytes). An IPv4-mapped IPv6
  * address (a dual-stack listener) is shown as the IPv4 address it is. Returns @buf.

@@ -28,6 +28,7 @@ struct opts {
     double frame_timeout;  /* seconds; 0 disables */
     double stats_interval; /* seconds; 0 disables */
     enum verbosity verbosity;
+    char metrics[80]; /* --metrics HOST:PORT; empty: off */
 };
 
 enum opts_result {

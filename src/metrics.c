@@ -1,0 +1,141 @@
+/* Prometheus text format: each family gets HELP and TYPE lines, then its samples. */
+#include "ringcast/metrics.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ringcast/alloc.h"
+
+void metrics_buf_printf(struct metrics_buf *out, const char *fmt, ...)
+{
+    if (out->failed)
+        return;
+    for (;;) {
+        size_t room = out->cap - out->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(out->data ? out->data + out->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            out->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            out->len += (size_t)n;
+            return;
+        }
+        size_t cap = out->cap ? out->cap * 2 : 4096;
+        while (cap - out->len <= (size_t)n)
+            cap *= 2;
+        char *data = rc_realloc(out->data, cap);
+        if (!data) {
+            out->failed = 1;
+            return;
+        }
+        out->data = data;
+        out->cap = cap;
+    }
+}
+
+static void family(struct metrics_buf *b, const char *name, const char *type, const char *help)
+{
+    metrics_buf_printf(b, "# HELP ringcast_%s %s\n# TYPE ringcast_%s %s\n", name, help, name, type);
+}
+
+static void sample(struct metrics_buf *b, const char *name, uint64_t v)
+{
+    metrics_buf_printf(b, "ringcast_%s %llu\n", name, (unsigned long long)v);
+}
+
+static void counter(struct metrics_buf *b, const char *name, const char *help, uint64_t v)
+{
+    family(b, name, "counter", help);
+    sample(b, name, v);
+}
+
+static void gauge(struct metrics_buf *b, const char *name, const char *help, uint64_t v)
+{
+    family(b, name, "gauge", help);
+    sample(b, name, v);
+}
+
+/* Label values for disconnect reasons, in enum order. */
+static const char *const reason_label[DISC__COUNT] = {
+    [DISC_EOF] = "eof",
+    [DISC_RESET] = "reset",
+    [DISC_SLOW_CONSUMER] = "slow_consumer",
+    [DISC_FRAME_TOO_LONG] = "frame_too_long",
+    [DISC_PARTIAL_TIMEOUT] = "partial_timeout",
+    [DISC_PARTIAL_MEMORY] = "partial_memory",
+    [DISC_NO_MEMORY] = "no_memory",
+    [DISC_SHUTDOWN] = "shutdown",
+};
+
+int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
+{
+    const struct stats *s = m->stats;
+
+    family(b, "build_info", "gauge", "Version and the kernel features in use, as labels.");
+    metrics_buf_printf(b, "ringcast_build_info{version=\"%s\",features=\"%s\"} 1\n", m->version,
+                       m->features);
+    family(b, "uptime_seconds", "gauge", "Seconds since the relay started.");
+    metrics_buf_printf(b, "ringcast_uptime_seconds %.3f\n", m->uptime_seconds);
+    gauge(b, "clients", "Connected relay clients.", m->clients);
+
+    counter(b, "connections_accepted_total", "Relay connections accepted.", s->accepted);
+    family(b, "connections_rejected_total", "counter",
+           "Relay connections closed at once, by reason.");
+    metrics_buf_printf(b, "ringcast_connections_rejected_total{reason=\"max_clients\"} %llu\n",
+                       (unsigned long long)s->rejected_max_clients);
+    metrics_buf_printf(b, "ringcast_connections_rejected_total{reason=\"emfile\"} %llu\n",
+                       (unsigned long long)s->rejected_emfile);
+
+    counter(b, "frames_received_total", "Complete frames received from clients.", s->frames_in);
+    counter(b, "bytes_received_total", "Bytes of complete frames received.", s->bytes_in);
+    counter(b, "frames_delivered_total", "Frames whose last byte a receiver's socket took.",
+            s->deliveries);
+    counter(b, "bytes_delivered_total", "Bytes receivers' sockets took.", s->bytes_out);
+    counter(b, "frames_dropped_total", "Frames discarded for slow clients (drop policy).",
+            s->frames_dropped);
+
+    family(b, "disconnects_total", "counter", "Client disconnects, by reason.");
+    for (int r = 0; r < DISC__COUNT; r++)
+        metrics_buf_printf(b, "ringcast_disconnects_total{reason=\"%s\"} %llu\n", reason_label[r],
+                           (unsigned long long)s->disconnects[r]);
+
+    counter(b, "protocol_errors_total", "Frames refused as malformed (too long).",
+            s->protocol_errors);
+    counter(b, "sends_total", "Send operations to clients.", s->sends);
+    counter(b, "zerocopy_sends_total", "Zero-copy send operations.", s->zc_sends);
+    counter(b, "zerocopy_copied_total",
+            "Zero-copy sends whose notification said the kernel copied anyway.", s->zc_copied);
+    counter(b, "recv_buffers_exhausted_total",
+            "Times the shared receive buffer ring was empty (recv re-armed later).",
+            s->recv_enobufs);
+    counter(b, "publisher_stalls_total",
+            "Times a publisher was paused because a reading client was at its quota.",
+            s->publisher_stalls);
+
+    family(b, "send_batch_frames", "histogram", "Frames carried by each completed send.");
+    uint64_t cumulative = 0;
+    for (int i = 0; i < STATS_BATCH_BUCKETS; i++) {
+        cumulative += s->batch_count_le[i];
+        metrics_buf_printf(b, "ringcast_send_batch_frames_bucket{le=\"%llu\"} %llu\n",
+                           1ull << i, (unsigned long long)cumulative);
+    }
+    cumulative += s->batch_count_le[STATS_BATCH_BUCKETS];
+    metrics_buf_printf(b, "ringcast_send_batch_frames_bucket{le=\"+Inf\"} %llu\n",
+                       (unsigned long long)cumulative);
+    sample(b, "send_batch_frames_sum", s->batch_frames);
+    sample(b, "send_batch_frames_count", s->batch_sends);
+
+    gauge(b, "pending_output_bytes", "Output queued for clients and not yet taken by sockets.",
+          m->pending_bytes);
+    gauge(b, "max_client_backlog_bytes", "The largest pending output of a single client.",
+          m->max_backlog_bytes);
+    gauge(b, "partial_frame_bytes", "Memory held by incomplete frames.", m->partial_bytes);
+    gauge(b, "log_capacity_bytes", "Size of the broadcast log.", m->log_capacity_bytes);
+    return b->failed ? -ENOMEM : 0;
+}
