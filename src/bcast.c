@@ -98,8 +98,7 @@ bool bcast_fits(const struct bcast *b, size_t len)
     return b->head + len - keep_from(b) <= b->cap && b->rec_head - b->rec_tail < b->rec_cap;
 }
 
-uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t len,
-                      uint32_t nframes)
+uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t len, uint32_t nframes)
 {
     uint64_t at = b->head;
     memcpy(bcast_ptr(b, at), p, len);
@@ -207,8 +206,8 @@ uint64_t bcast_frame_end(const struct bcast *b, enum framing framing, uint64_t o
     return hop_frames(b, framing, r->off, off, NULL);
 }
 
-uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_t from,
-                            uint64_t to, uint32_t skip_origin)
+uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_t from, uint64_t to,
+                            uint32_t skip_origin)
 {
     uint64_t total = 0;
     if (from >= to || b->rec_tail == b->rec_head)

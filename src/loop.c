@@ -67,8 +67,8 @@ struct loop {
     bool log_registered; /* the log is a fixed buffer for SEND_ZC */
     bool log_register_tried;
     struct conn_table conns;
-    uint64_t quota;      /* max pending output per client */
-    uint64_t bp_limit;   /* head may not pass this: a reading client would exceed its quota */
+    uint64_t quota;    /* max pending output per client */
+    uint64_t bp_limit; /* head may not pass this: a reading client would exceed its quota */
 
     int listen_fd;
     int signal_fd;
@@ -685,8 +685,8 @@ static enum consume_result consume(struct loop *l, struct conn *c, const uint8_t
         if (c->in_partial_list) {
             size_t took;
             int64_t grown;
-            enum frame_feed r =
-                frame_partial_feed(&c->partial, framing, max_frame, p + pos, len - pos, &took, &grown);
+            enum frame_feed r = frame_partial_feed(&c->partial, framing, max_frame, p + pos,
+                                                   len - pos, &took, &grown);
             l->partial_bytes += (uint64_t)grown;
             if (r == FRAME_TOO_LONG) {
                 frame_too_long(l, c);
@@ -757,8 +757,8 @@ static void stall_publisher(struct loop *l, struct conn *c, uint16_t bid, uint32
 
 static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
 {
-    uint16_t bid = (flags & IORING_CQE_F_BUFFER) ? (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT)
-                                                  : NO_BID;
+    uint16_t bid =
+        (flags & IORING_CQE_F_BUFFER) ? (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT) : NO_BID;
     if (!(flags & IORING_CQE_F_MORE))
         c->recv_armed = false;
     if (unlikely(c->state != CONN_OPEN || c->finishing || l->draining)) {
@@ -1018,8 +1018,7 @@ static void print_stats(struct loop *l, double secs)
                "drops=%llu slow_disconnects=%llu",
                l->nopen, (double)(s->frames_in - p->frames_in) / secs,
                (double)(s->deliveries - p->deliveries) / secs,
-               (double)(s->bytes_out - p->bytes_out) / secs,
-               (unsigned long long)s->frames_dropped,
+               (double)(s->bytes_out - p->bytes_out) / secs, (unsigned long long)s->frames_dropped,
                (unsigned long long)s->disconnects[DISC_SLOW_CONSUMER]);
     l->stats_prev = l->stats;
 }
@@ -1132,7 +1131,6 @@ static void on_send(struct loop *l, struct conn *c, int res)
     }
     try_send(l, c);
 }
-
 
 static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
 {
@@ -1290,8 +1288,8 @@ static void set_keepalive_timing(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-static int listen_on(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out,
-                     char *err, size_t errlen)
+static int listen_on(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out, char *err,
+                     size_t errlen)
 {
     int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -1417,7 +1415,8 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
     l->held_next = rc_calloc(RECV_BUF_COUNT, sizeof(*l->held_next));
     l->held_len = rc_calloc(RECV_BUF_COUNT, sizeof(*l->held_len));
     if (ret < 0 || !l->held_next || !l->held_len) {
-        snprintf(err, errlen, "cannot set up receive buffers: %s", strerror(ret < 0 ? -ret : ENOMEM));
+        snprintf(err, errlen, "cannot set up receive buffers: %s",
+                 strerror(ret < 0 ? -ret : ENOMEM));
         goto err;
     }
     uint64_t log_bytes = log_size_for(o);

@@ -122,8 +122,8 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
     uint64_t cumulative = 0;
     for (int i = 0; i < STATS_BATCH_BUCKETS; i++) {
         cumulative += s->batch_count_le[i];
-        metrics_buf_printf(b, "ringcast_send_batch_frames_bucket{le=\"%llu\"} %llu\n",
-                           1ull << i, (unsigned long long)cumulative);
+        metrics_buf_printf(b, "ringcast_send_batch_frames_bucket{le=\"%llu\"} %llu\n", 1ull << i,
+                           (unsigned long long)cumulative);
     }
     cumulative += s->batch_count_le[STATS_BATCH_BUCKETS];
     metrics_buf_printf(b, "ringcast_send_batch_frames_bucket{le=\"+Inf\"} %llu\n",

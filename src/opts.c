@@ -273,8 +273,8 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
             r = size_arg("max-queue", optarg, 1, max_size, &o->max_queue, err, errlen);
             break;
         case OPT_MAX_PARTIAL:
-            r = size_arg("max-partial-memory", optarg, 1, UINT64_MAX, &o->max_partial_memory,
-                         err, errlen);
+            r = size_arg("max-partial-memory", optarg, 1, UINT64_MAX, &o->max_partial_memory, err,
+                         errlen);
             break;
         case OPT_ZC_THRESHOLD:
             r = size_arg("zc-threshold", optarg, 0, UINT64_MAX, &o->zc_threshold, err, errlen);

@@ -50,8 +50,8 @@ static int try_setup(struct io_uring *ring, unsigned entries, unsigned cq_entrie
 static void probe_recv_multishot(struct io_uring *ring, struct ring_features *f)
 {
     struct ring_bufs bufs;
-    f->buf_ring = !ring_feature_disabled("buf_ring") &&
-                  ring_bufs_init(ring, &bufs, 0x7ff0, 2, 64) == 0;
+    f->buf_ring =
+        !ring_feature_disabled("buf_ring") && ring_bufs_init(ring, &bufs, 0x7ff0, 2, 64) == 0;
     if (!f->buf_ring || ring_feature_disabled("recv_multishot"))
         goto out_bufs;
     int sv[2];
@@ -144,8 +144,7 @@ int ring_setup(struct io_uring *ring, unsigned entries, unsigned cq_entries,
 
     probe_recv_multishot(ring, f);
     if (!f->buf_ring || !f->recv_multishot) {
-        snprintf(err, errlen,
-                 "this kernel lacks %s, which ringcast requires (Linux %s or later)",
+        snprintf(err, errlen, "this kernel lacks %s, which ringcast requires (Linux %s or later)",
                  !f->buf_ring ? "provided buffer rings (IORING_REGISTER_PBUF_RING)"
                               : "multishot recv (IORING_RECV_MULTISHOT)",
                  !f->buf_ring ? "5.19" : "6.0");
@@ -161,10 +160,10 @@ void ring_features_describe(const struct ring_features *f, char *buf, size_t len
         bool on;
         const char *name;
     } list[] = {
-        {f->defer_taskrun, "defer_taskrun"},   {f->coop_taskrun, "coop_taskrun"},
-        {f->single_issuer, "single_issuer"},   {f->register_ring_fd, "register_ring_fd"},
+        {f->defer_taskrun, "defer_taskrun"},       {f->coop_taskrun, "coop_taskrun"},
+        {f->single_issuer, "single_issuer"},       {f->register_ring_fd, "register_ring_fd"},
         {f->multishot_accept, "multishot_accept"}, {f->send_zc, "send_zc"},
-        {f->zc_report_usage, "zc_report_usage"}, {f->fixed_buffers, "fixed_buffers"},
+        {f->zc_report_usage, "zc_report_usage"},   {f->fixed_buffers, "fixed_buffers"},
     };
     size_t used = 0;
     buf[0] = '\0';
@@ -186,8 +185,8 @@ int ring_bufs_init(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid, ui
     if (br == MAP_FAILED)
         return -errno;
     /* Buffer memory is touched only as data arrives: idle connections cost none of it. */
-    void *mem =
-        mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         int e = -errno;
         munmap(br, ring_bytes);

@@ -67,11 +67,26 @@ void say_escape(const uint8_t *p, size_t len, size_t max, char *out)
     for (size_t i = 0; i < n; i++) {
         uint8_t ch = p[i];
         switch (ch) {
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        case '\0': *o++ = '\\'; *o++ = '0'; break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
+        case '\0':
+            *o++ = '\\';
+            *o++ = '0';
+            break;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
         default:
             if (ch >= 0x20 && ch < 0x7f) {
                 *o++ = (char)ch;

@@ -23,8 +23,8 @@ int sysd_take_sockets(struct sysd_sockets *out, char *err, size_t errlen)
         int fd = SD_LISTEN_FDS_START + i;
         const char *name = names && names[i] ? names[i] : "unknown";
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-            snprintf(err, errlen, "passed descriptor %d (%s) is not a listening stream socket",
-                     fd, name);
+            snprintf(err, errlen, "passed descriptor %d (%s) is not a listening stream socket", fd,
+                     name);
             ret = -EINVAL;
             break;
         }

@@ -34,10 +34,10 @@ struct bcast_rec {
 
 struct bcast {
     /* read-only for users */
-    uint8_t *base;  /* 2 * cap bytes mapped: base[i] and base[i + cap] are the same byte */
-    uint64_t cap;   /* power of two */
-    uint64_t head;  /* offset one past the newest byte */
-    uint64_t tail;  /* oldest byte still kept */
+    uint8_t *base;   /* 2 * cap bytes mapped: base[i] and base[i + cap] are the same byte */
+    uint64_t cap;    /* power of two */
+    uint64_t head;   /* offset one past the newest byte */
+    uint64_t tail;   /* oldest byte still kept */
     uint64_t frames; /* frames appended so far: the sequence number at head */
     /* private */
     uint64_t mask;
@@ -101,7 +101,7 @@ uint64_t bcast_frame_end(const struct bcast *b, enum framing framing, uint64_t o
  * Whole frames in [@from, @to), both frame boundaries, not counting those from @skip_origin.
  * Parses only the records cut by the range.
  */
-uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_t from,
-                            uint64_t to, uint32_t skip_origin);
+uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_t from, uint64_t to,
+                            uint32_t skip_origin);
 
 #endif

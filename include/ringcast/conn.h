@@ -41,9 +41,9 @@ struct conn {
     uint16_t zc_notifs;        /* zero-copy notifications still to come */
     uint16_t held_first;       /* recv buffers held while the log is full, oldest first */
     uint16_t held_last;
-    uint32_t held_off;         /* bytes of held_first already consumed */
-    uint32_t active_idx;       /* position in the table's dense active array */
-    uint32_t blocked_next;     /* blocked FIFO link */
+    uint32_t held_off;     /* bytes of held_first already consumed */
+    uint32_t active_idx;   /* position in the table's dense active array */
+    uint32_t blocked_next; /* blocked FIFO link */
     uint32_t partial_prev, partial_next;
     uint32_t inflight_len;
     uint64_t inflight_start;   /* log offset the send in flight starts at (log sends) */

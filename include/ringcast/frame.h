@@ -38,9 +38,9 @@ size_t frame_wire_len(enum framing framing, const uint8_t *p, size_t len);
 
 /* An incomplete frame held for one connection between receive buffers. */
 struct frame_partial {
-    uint8_t *buf;  /* NULL when nothing is held */
-    uint32_t len;  /* bytes held */
-    uint32_t cap;  /* bytes allocated: what counts against --max-partial-memory */
+    uint8_t *buf; /* NULL when nothing is held */
+    uint32_t len; /* bytes held */
+    uint32_t cap; /* bytes allocated: what counts against --max-partial-memory */
 };
 
 enum frame_feed {

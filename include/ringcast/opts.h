@@ -13,7 +13,7 @@ enum verbosity { VERB_QUIET, VERB_NORMAL, VERB_VERBOSE };
 
 struct opts {
     char address[64];
-    int port;                    /* 0 picks a free port */
+    int port; /* 0 picks a free port */
     enum framing framing;
     bool echo;
     uint64_t max_frame;          /* a line counts its '\n', a len32 frame its payload */
@@ -21,7 +21,7 @@ struct opts {
     uint64_t max_partial_memory; /* all partial frames together */
     enum slow_policy slow_policy;
     uint32_t max_clients;
-    int backlog;                 /* 0: the system's somaxconn */
+    int backlog; /* 0: the system's somaxconn */
     enum zc_mode zerocopy;
     uint64_t zc_threshold;
     double drain_timeout;  /* seconds */

@@ -25,9 +25,9 @@ struct stats {
     uint64_t rejected_emfile;
     uint64_t frames_in;
     uint64_t bytes_in;
-    uint64_t deliveries;      /* frames whose last byte a receiver's socket took */
-    uint64_t bytes_out;       /* bytes the kernel took */
-    uint64_t frames_dropped;  /* drop policy */
+    uint64_t deliveries;     /* frames whose last byte a receiver's socket took */
+    uint64_t bytes_out;      /* bytes the kernel took */
+    uint64_t frames_dropped; /* drop policy */
     uint64_t disconnects[DISC__COUNT];
     uint64_t sends;
     uint64_t zc_sends;
