@@ -230,3 +230,32 @@ uint64_t bcast_count_frames(const struct bcast *b, enum framing framing, uint64_
     }
     return total;
 }
+
+uint64_t bcast_seq_at_boundary(const struct bcast *b, enum framing framing, uint64_t off)
+{
+    if (off >= b->head || b->rec_tail == b->rec_head)
+        return b->frames;
+    const struct bcast_rec *r = rec_at(b, find_rec(b, off));
+    uint64_t n = 0;
+    hop_frames(b, framing, r->off, off, &n);
+    return r->seq + n;
+}
+
+uint64_t bcast_origin_bytes(const struct bcast *b, uint64_t from, uint64_t to, uint32_t origin)
+{
+    uint64_t total = 0;
+    if (from >= to || b->rec_tail == b->rec_head)
+        return 0;
+    for (uint64_t i = find_rec(b, from); i < b->rec_head; i++) {
+        const struct bcast_rec *r = rec_at(b, i);
+        if (r->off >= to)
+            break;
+        if (r->origin != origin)
+            continue;
+        uint64_t a = r->off > from ? r->off : from;
+        uint64_t z = r->off + r->len < to ? r->off + r->len : to;
+        if (z > a)
+            total += z - a;
+    }
+    return total;
+}

@@ -199,7 +199,7 @@ static void on_accept(struct httpd *h, int res, unsigned flags, uint64_t now_ns)
     for (int i = 0; i < HTTPD_MAX_CONNS && !c; i++)
         if (!h->conns[i].used)
             c = &h->conns[i];
-    if (!c || h->stopped) {
+    if (!c) {
         h->rejected++;
         close(res);
         return;
@@ -269,21 +269,13 @@ void httpd_tick(struct httpd *h, uint64_t now_ns)
             conn_close(h, c);
         }
     }
-    if (!h->accept_armed && !h->stopped)
+    if (!h->accept_armed)
         arm_accept(h);
 }
 
 void httpd_set_healthy(struct httpd *h, bool healthy)
 {
     h->healthy = healthy;
-}
-
-bool httpd_busy(const struct httpd *h)
-{
-    for (int i = 0; i < HTTPD_MAX_CONNS; i++)
-        if (h->conns[i].used)
-            return true;
-    return false;
 }
 
 int httpd_init(struct httpd *h, struct io_uring *ring, struct ring_bufs *bufs, int listen_fd,
@@ -298,26 +290,6 @@ int httpd_init(struct httpd *h, struct io_uring *ring, struct ring_bufs *bufs, i
     h->healthy = true;
     arm_accept(h);
     return 0;
-}
-
-void httpd_stop(struct httpd *h)
-{
-    if (h->stopped || !h->ring)
-        return;
-    h->stopped = true;
-    if (h->accept_armed) {
-        struct io_uring_sqe *sqe = http_sqe(h, OP_IGNORE, NULL);
-        io_uring_prep_cancel64(sqe, ud_pack(OP_HTTP_ACCEPT, 0, 0), 0);
-    }
-    for (int i = 0; i < HTTPD_MAX_CONNS; i++) {
-        struct httpd_conn *c = &h->conns[i];
-        if (c->used && c->send_inflight) {
-            struct io_uring_sqe *sqe = http_sqe(h, OP_IGNORE, NULL);
-            io_uring_prep_cancel64(sqe, ud_pack(OP_HTTP_SEND, c->gen, (uint32_t)i), 0);
-        }
-        if (c->used)
-            conn_close(h, c);
-    }
 }
 
 void httpd_destroy(struct httpd *h)

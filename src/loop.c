@@ -427,13 +427,18 @@ static void try_send(struct loop *l, struct conn *c)
 }
 
 /*
- * Drop policy: discard everything queued for @c except the rest of a frame already partly sent
- * (copied aside, since its log bytes are let go), and carry on from the newest byte.
+ * Drop policy: discard the oldest frames queued for @c, keeping about half a quota of the newest,
+ * so it soon receives current data again and is not judged again at once. A frame already partly
+ * sent is finished first (its rest copied aside, since its log bytes are let go).
  */
 static void drop_backlog(struct loop *l, struct conn *c)
 {
-    enum framing framing = l->o->framing;
-    uint64_t frame_end = bcast_frame_end(&l->log, framing, c->cursor);
+    const enum framing framing = l->o->framing;
+    const struct bcast *log = &l->log;
+    uint64_t frame_end = bcast_frame_end(log, framing, c->cursor);
+    uint64_t keep = l->o->max_queue / 2;
+    uint64_t resume = log->head > frame_end + keep ? log->head - keep : frame_end;
+    resume = bcast_frame_end(log, framing, resume);
     if (frame_end > c->cursor) {
         uint32_t n = (uint32_t)(frame_end - c->cursor);
         c->resid = rc_malloc(n);
@@ -441,18 +446,18 @@ static void drop_backlog(struct loop *l, struct conn *c)
             begin_close(l, c, DISC_NO_MEMORY);
             return;
         }
-        memcpy(c->resid, bcast_ptr(&l->log, c->cursor), n);
+        memcpy(c->resid, bcast_ptr(log, c->cursor), n);
         c->resid_len = n;
         c->resid_off = 0;
         l->partial_bytes += n;
     }
-    uint64_t dropped =
-        bcast_count_frames(&l->log, framing, frame_end, l->log.head, skip_origin(l, c));
+    uint64_t dropped = bcast_count_frames(log, framing, frame_end, resume, skip_origin(l, c));
     c->frames_dropped += dropped;
     l->stats.frames_dropped += dropped;
-    c->cursor = l->log.head;
-    c->seq = l->log.frames;
-    c->own_ahead = 0;
+    c->cursor = resume;
+    c->seq = bcast_seq_at_boundary(log, framing, resume);
+    if (!l->o->echo)
+        c->own_ahead = bcast_origin_bytes(log, resume, log->head, c->slot);
 }
 
 /* The slow-consumer policy, for a client whose backlog is past --max-queue. */
@@ -899,6 +904,10 @@ static void new_conn(struct loop *l, int fd)
 /* Out of descriptors: shed the waiting connection with the spare fd, then pause accepting. */
 static void accept_emfile(struct loop *l, int err)
 {
+    /* The kernel checked the limit the accept was armed with: if it has been raised since,
+     * this error is stale and the connection waiting is welcome. Just arm again. */
+    if (err == -EMFILE && current_fd_limit() > l->accept_fd_limit)
+        return;
     if (l->spare_fd >= 0) {
         close(l->spare_fd);
         l->spare_fd = -1;

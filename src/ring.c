@@ -100,31 +100,55 @@ int ring_setup(struct io_uring *ring, unsigned entries, unsigned cq_entries,
     int kver = kernel_version();
     int ret = -EINVAL;
 
-    /* DEFER_TASKRUN (6.1) runs completions only when we wait: no interrupts while we work. */
-    if (!ring_feature_disabled("single_issuer") && !ring_feature_disabled("defer_taskrun")) {
-        ret = try_setup(ring, entries, cq_entries,
-                        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-        if (ret == 0)
-            f->single_issuer = f->defer_taskrun = true;
+    /* Setup flags from best to plainest. DEFER_TASKRUN (6.1) runs completions only when we
+     * wait: no interruptions while a batch is handled. */
+    const unsigned si = IORING_SETUP_SINGLE_ISSUER,
+                   coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    const struct {
+        unsigned flags;
+        bool usable;
+    } choices[] = {
+        {si | IORING_SETUP_DEFER_TASKRUN,
+         !ring_feature_disabled("single_issuer") && !ring_feature_disabled("defer_taskrun")},
+        {si | coop,
+         !ring_feature_disabled("single_issuer") && !ring_feature_disabled("coop_taskrun")},
+        {coop, !ring_feature_disabled("coop_taskrun")},
+        {0, true},
+    };
+    /* Without CAP_IPC_LOCK the rings count against RLIMIT_MEMLOCK (64 KiB in some containers):
+     * on ENOMEM try smaller rings; the CQ then overflows into the kernel's list sooner. */
+    for (;;) {
+        unsigned used = 0;
+        for (size_t i = 0; i < sizeof(choices) / sizeof(choices[0]); i++) {
+            if (!choices[i].usable)
+                continue;
+            used = choices[i].flags;
+            ret = try_setup(ring, entries, cq_entries, used);
+            if (ret != -EINVAL)
+                break; /* EINVAL: a flag this kernel does not know */
+        }
+        if (ret == 0) {
+            f->single_issuer = used & si;
+            f->defer_taskrun = used & IORING_SETUP_DEFER_TASKRUN;
+            f->coop_taskrun = used & IORING_SETUP_COOP_TASKRUN;
+            break;
+        }
+        if (ret != -ENOMEM || cq_entries <= 256)
+            break;
+        cq_entries /= 4;
+        if (entries > cq_entries / 2)
+            entries = cq_entries / 2;
     }
-    if (ret < 0 && !ring_feature_disabled("coop_taskrun")) {
-        unsigned flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-        if (!ring_feature_disabled("single_issuer"))
-            flags |= IORING_SETUP_SINGLE_ISSUER;
-        ret = try_setup(ring, entries, cq_entries, flags);
-        if (ret < 0 && (flags & IORING_SETUP_SINGLE_ISSUER))
-            ret = try_setup(ring, entries, cq_entries, flags & ~IORING_SETUP_SINGLE_ISSUER);
-        else if (ret == 0)
-            f->single_issuer = (flags & IORING_SETUP_SINGLE_ISSUER) != 0;
-        f->coop_taskrun = ret == 0;
-    }
-    if (ret < 0)
-        ret = try_setup(ring, entries, cq_entries, 0);
     if (ret < 0) {
         if (ret == -ENOSYS || ret == -EPERM)
             snprintf(err, errlen,
                      "io_uring is not available (%s): it needs Linux 6.0 or later with io_uring "
                      "enabled (sysctl kernel.io_uring_disabled=0, not blocked by seccomp)",
+                     strerror(-ret));
+        else if (ret == -ENOMEM)
+            snprintf(err, errlen,
+                     "io_uring_setup failed: %s (without CAP_IPC_LOCK the rings count against "
+                     "RLIMIT_MEMLOCK: raise it, e.g. LimitMEMLOCK= in the unit)",
                      strerror(-ret));
         else
             snprintf(err, errlen, "io_uring_setup failed: %s", strerror(-ret));

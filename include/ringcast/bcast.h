@@ -98,6 +98,15 @@ uint64_t bcast_seq_at(const struct bcast *b, uint64_t off);
 uint64_t bcast_frame_end(const struct bcast *b, enum framing framing, uint64_t off);
 
 /**
+ * Frames appended before @off, which may be any frame boundary in [tail, head] (parses within
+ * the record containing it; for heads and record starts prefer bcast_seq_at).
+ */
+uint64_t bcast_seq_at_boundary(const struct bcast *b, enum framing framing, uint64_t off);
+
+/** Bytes in [@from, @to) appended by @origin. Walks the records in between. */
+uint64_t bcast_origin_bytes(const struct bcast *b, uint64_t from, uint64_t to, uint32_t origin);
+
+/**
  * Whole frames in [@from, @to), both frame boundaries, not counting those from @skip_origin.
  * Parses only the records cut by the range.
  */

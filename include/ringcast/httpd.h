@@ -47,7 +47,6 @@ struct httpd {
     struct ring_bufs *bufs;
     int listen_fd;
     bool accept_armed;
-    bool stopped;
     bool healthy; /* /healthz: 200 while true, 503 while draining */
     httpd_render_fn render;
     void *render_ctx;
@@ -70,12 +69,6 @@ void httpd_tick(struct httpd *h, uint64_t now_ns);
 
 /** /healthz answers 503 from now on (the relay drains). */
 void httpd_set_healthy(struct httpd *h, bool healthy);
-
-/** Whether connections are still open (the loop waits for them before exiting). */
-bool httpd_busy(const struct httpd *h);
-
-/** Stop accepting and close every connection (their completions still arrive). */
-void httpd_stop(struct httpd *h);
 
 /** Free what is left; fds are closed. Safe on a zeroed struct. */
 void httpd_destroy(struct httpd *h);
