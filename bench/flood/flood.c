@@ -452,8 +452,7 @@ struct conn {
 struct cpu_snap {
     uint64_t wall_ns;
     double self_s;
-    double server_s;  /* < 0: unknown */
-    double machine_s; /* busy CPU time of the whole machine, < 0: unknown */
+    double server_s; /* < 0: unknown */
     double softirqd_s;
 };
 
@@ -487,6 +486,8 @@ static struct {
     long lazy_cursor; /* next subscriber of the current round of lazy reads; -1: none running */
     /* measured window */
     struct cpu_snap cpu0, cpu1;
+    double others0, others1; /* others_cpu_s() just before and just after the window */
+    uint64_t others0_at, others1_at;
     uint64_t t_end;
     long server_rss_start, server_rss_end, server_fds_start, server_fds_end;
     /* progress */
@@ -642,21 +643,47 @@ static long server_fds(void)
     return n;
 }
 
-/* Busy time of all CPUs together (everything but idle and iowait), from /proc/stat. */
-static double machine_cpu_s(void)
+/* CPU time of every process but flood, the server and the softirq threads: utime + stime, plus
+ * cutime + cstime so that children that came and went meanwhile count too (through their parent).
+ * Other work on the machine skews the figures; this says how much there was. */
+static double others_cpu_s(void)
 {
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
+    DIR *d = opendir("/proc");
+    if (!d)
         return -1;
-    unsigned long long v[10] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
-    fclose(f);
-    if (n < 8)
-        return -1;
-    /* user nice system idle iowait irq softirq steal (guest time is already in user) */
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return (double)busy / (double)sysconf(_SC_CLK_TCK);
+    double ticks = 0;
+    long self = (long)getpid();
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == self || pid == O.server_pid)
+            continue;
+        bool skip = false;
+        for (int i = 0; i < nsoftirqd; i++)
+            skip |= softirqd_pids[i] == pid;
+        if (skip)
+            continue;
+        char path[64], buf[1024];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        if (!p)
+            continue;
+        unsigned long long v[4] = {0};
+        /* After the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime cutime cstime */
+        if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &v[0],
+                   &v[1], &v[2], &v[3]) == 4)
+            ticks += (double)(v[0] + v[1] + v[2] + v[3]);
+    }
+    closedir(d);
+    return ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
 static void cpu_snapshot(struct cpu_snap *s, uint64_t now)
@@ -664,7 +691,6 @@ static void cpu_snapshot(struct cpu_snap *s, uint64_t now)
     s->wall_ns = now;
     s->self_s = self_cpu_s();
     s->server_s = server_cpu_s();
-    s->machine_s = machine_cpu_s();
     s->softirqd_s = softirqd_cpu_s();
 }
 
@@ -1213,6 +1239,10 @@ static void enter_phase(enum phase ph, uint64_t now)
 
 static void start_measure(uint64_t now)
 {
+    /* The scan of /proc takes a while: do it before the window starts, not inside it. */
+    F.others0 = others_cpu_s();
+    F.others0_at = now_ns();
+    now = F.others0_at;
     enter_phase(PH_MEASURE, now);
     F.phase_end = O.count_mode ? UINT64_MAX : now + (uint64_t)(O.duration * 1e9);
     subs_set_base();
@@ -1266,6 +1296,8 @@ static void finish(uint64_t now)
 {
     F.t_end = now;
     cpu_snapshot(&F.cpu1, now);
+    F.others1 = others_cpu_s();
+    F.others1_at = now_ns();
     F.server_rss_end = server_rss_kb();
     F.server_fds_end = server_fds();
     if (O.pubs > 0 && O.subs > 0) {
@@ -1284,6 +1316,8 @@ static void advance(uint64_t now)
         if (F.subs_open == O.subs && F.connected == F.nconns) {
             if (O.pubs == 0) {
                 enter_phase(PH_HOLD, now);
+                F.others0 = others_cpu_s();
+                F.others0_at = now = now_ns();
                 F.phase_end = now + (uint64_t)(O.duration * 1e9);
                 cpu_snapshot(&F.cpu0, now);
             } else if (O.subs == 0) {
@@ -1434,7 +1468,7 @@ static void json_str(FILE *f, const char *s)
 
 struct results {
     uint64_t published, expected, deliveries, lost, duplicated, reordered, corrupt;
-    double window_s, deliveries_per_s, payload_mb_per_s, flood_cpu, server_cpu, machine_cpu,
+    double window_s, deliveries_per_s, payload_mb_per_s, flood_cpu, server_cpu, other_cpu,
         softirqd_cpu;
     double lat_us[6];
     uint64_t lat_samples;
@@ -1486,13 +1520,13 @@ static void compute(struct results *r)
         r->server_cpu = (F.cpu0.server_s >= 0 && F.cpu1.server_s >= 0)
                             ? (F.cpu1.server_s - F.cpu0.server_s) / wall
                             : -1;
-        r->machine_cpu = (F.cpu0.machine_s >= 0 && F.cpu1.machine_s >= 0)
-                             ? (F.cpu1.machine_s - F.cpu0.machine_s) / wall
-                             : -1;
+        r->other_cpu = (F.others0 >= 0 && F.others1 >= 0)
+                           ? (F.others1 - F.others0) / ((double)(F.others1_at - F.others0_at) / 1e9)
+                           : -1;
         r->softirqd_cpu = (F.cpu1.softirqd_s - F.cpu0.softirqd_s) / wall;
     } else {
         r->server_cpu = -1;
-        r->machine_cpu = -1;
+        r->other_cpu = -1;
     }
     static const double pcts[6] = {50, 90, 99, 99.9, 99.99, 100};
     r->lat_samples = F.lat.total;
@@ -1563,10 +1597,10 @@ static void print_json(FILE *f, const struct results *r)
         fprintf(f, "  \"server_cpu\": %.4f,\n", r->server_cpu);
     else
         fprintf(f, "  \"server_cpu\": null,\n");
-    if (r->machine_cpu >= 0)
-        fprintf(f, "  \"machine_cpu\": %.4f,\n", r->machine_cpu);
+    if (r->other_cpu >= 0)
+        fprintf(f, "  \"other_cpu\": %.4f,\n", r->other_cpu);
     else
-        fprintf(f, "  \"machine_cpu\": null,\n");
+        fprintf(f, "  \"other_cpu\": null,\n");
     fprintf(f, "  \"softirqd_cpu\": %.4f,\n", r->softirqd_cpu);
     if (O.server_pid)
         fprintf(f,
