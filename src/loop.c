@@ -43,9 +43,10 @@
 #define NSEC 1000000000ull
 #define TICK_NS (100 * 1000 * 1000ull)
 #define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
-/* A client whose socket took nothing for this long, with output pending, is stuck: it stops
- * holding the publishers back and the slow policy meets it at --max-queue. */
-#define STUCK_NS (1000 * 1000 * 1000ull)
+/* How far behind head a client the server still owes a send may fall before publishers wait. */
+#define PACE_BYTES (512u << 10)
+/* A client whose socket stays full this long reads slower than the stream. */
+#define LAGGING_NS (250 * 1000 * 1000ull)
 #define RECV_BUF_COUNT 256u
 #define RECV_BUF_SIZE (64u << 10)
 #define RECV_BGID 1
@@ -68,7 +69,8 @@ struct loop {
     bool log_register_tried;
     struct conn_table conns;
     uint64_t quota;    /* max pending output per client */
-    uint64_t bp_limit; /* head may not pass this: a reading client would exceed its quota */
+    uint64_t pace;     /* how far a reading client may lag before publishers wait for it */
+    uint64_t bp_limit; /* head may not pass this: a reading client would lag more than pace */
 
     int listen_fd;
     int signal_fd;
@@ -305,6 +307,7 @@ static void arm_poll(struct loop *l, struct conn *c)
     struct io_uring_sqe *sqe = sqe_for(l, OP_POLL, c);
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
     c->poll_armed = true;
+    c->poll_since_ns = l->now_ns;
 }
 
 static bool use_zerocopy(const struct loop *l, const struct conn *c, uint64_t len)
@@ -519,33 +522,25 @@ static void reclaim(struct loop *l)
 }
 
 /*
- * Whether @c stopped reading. Its socket not taking data for a while is not enough: with a
- * thousand receivers a socket's megabytes drain slowly and POLLOUT waits for half of them. So a
- * suspect's peer is asked, once per period, whether it acknowledged anything since.
+ * Whether @c reads slower than the relay sends: its socket has stayed full (no room for a
+ * third of its buffer, when POLLOUT would fire) for a while. A socket full for a moment, whose
+ * reader serves many others, is not enough.
  */
-static bool conn_stuck(const struct loop *l, struct conn *c)
+static inline bool conn_lagging(const struct loop *l, const struct conn *c)
 {
-    if (!c->poll_armed || l->now_ns - c->progress_ns < STUCK_NS)
-        return false;
-    uint64_t acked;
-    if (net_bytes_acked(c->fd, &acked) == 0 && acked != c->acked_seen) {
-        c->acked_seen = acked;
-        c->progress_ns = l->now_ns;
-        return false;
-    }
-    return true;
+    return c->poll_armed && l->now_ns - c->poll_since_ns >= LAGGING_NS;
 }
 
-/* The head offset at which @c's backlog would pass its quota. */
+/* The head offset at which @c would lag more than the pace window. */
 static inline uint64_t conn_room(const struct loop *l, const struct conn *c)
 {
     uint64_t resid = c->resid_len - c->resid_off;
-    uint64_t room = c->cursor + c->own_ahead + l->quota;
+    uint64_t room = c->cursor + c->own_ahead + l->pace;
     return room > resid ? room - resid : 0;
 }
 
-/* @c reads (again), or just joined: the limit must account for it. Cursors only move forward,
- * so a limit computed earlier stays safe for the others. */
+/* @c caught up with what it was sent, or just joined: the limit must account for it. Cursors
+ * only move forward, so a limit computed earlier stays safe for the others. */
 static inline void bp_include(struct loop *l, const struct conn *c)
 {
     uint64_t room = conn_room(l, c);
@@ -554,17 +549,19 @@ static inline void bp_include(struct loop *l, const struct conn *c)
 }
 
 /*
- * Back-pressure: the log may grow only while every client that is still reading stays within
- * its quota. The slowest reader thus sets the publishers' pace (TCP pushes back on them), while
- * a stuck client is left out, so it cannot hold everyone hostage: the slow policy meets it once
- * its backlog passes the quota. O(clients): runs only when head reaches the last limit.
+ * Back-pressure: the server reads publishers no faster than it can fan out. The log may grow
+ * only while every client the server still owes a send (its socket is not full) lags at most
+ * the pace window behind; then TCP pushes back on the publishers. A client whose socket is full
+ * reads slower than the relay sends: it holds no one back, and the slow policy meets it when its
+ * backlog passes --max-queue. A small window also keeps the bytes in flight cache-sized.
+ * O(clients): runs only when head reaches the last limit.
  */
 static void recompute_bp_limit(struct loop *l)
 {
     uint64_t limit = UINT64_MAX;
     for (uint32_t i = l->conns.nactive; i-- > 0;) {
         struct conn *c = conn_at(l, l->conns.active[i]);
-        if (c->state != CONN_OPEN || c->finishing || conn_stuck(l, c))
+        if (c->state != CONN_OPEN || c->finishing || conn_lagging(l, c))
             continue;
         uint64_t room = conn_room(l, c);
         if (room < limit)
@@ -892,7 +889,6 @@ static void new_conn(struct loop *l, int fd)
     /* Registered now: it gets every frame whose last byte arrives from here on. */
     c->cursor = l->log.head;
     c->seq = l->log.frames;
-    c->progress_ns = l->now_ns;
     bp_include(l, c);
     l->nopen++;
     l->stats.accepted++;
@@ -1116,10 +1112,6 @@ static void on_send(struct loop *l, struct conn *c, int res)
             stats_observe_batch(&l->stats, frames);
         }
     }
-    if (res > 0) {
-        c->progress_ns = l->now_ns;
-        bp_include(l, c);
-    }
     if (c->state != CONN_OPEN) {
         maybe_finish_close(l, c);
         return;
@@ -1138,6 +1130,8 @@ static void on_send(struct loop *l, struct conn *c, int res)
         }
         return;
     }
+    /* The socket took all it was given: this client paces publishers again. */
+    bp_include(l, c);
     try_send(l, c);
 }
 
@@ -1213,14 +1207,13 @@ static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
 /* After a batch of completions: sends for new data, resumed publishers, buffers back. */
 static void after_batch(struct loop *l)
 {
+    /* Publishers paused for room first: what they append goes out in the same flush. */
+    if (unlikely(l->blocked_head != CONN_NONE))
+        resume_blocked(l);
     ring_bufs_publish(&l->bufs);
     if (l->head_moved) {
         l->head_moved = false;
         flush_clients(l);
-    }
-    if (unlikely(l->blocked_head != CONN_NONE)) {
-        resume_blocked(l);
-        ring_bufs_publish(&l->bufs);
     }
     if (unlikely(!l->accept_armed && !l->draining && l->now_ns >= l->accept_resume_ns))
         arm_accept(l);
@@ -1408,6 +1401,11 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
     l->blocked_head = l->blocked_tail = l->partial_head = CONN_NONE;
     l->tick_ts.tv_nsec = (long long)TICK_NS;
     l->quota = o->max_queue + FRAME_LEN32_HEADER;
+    /* The window holds at least the longest frame, or such a frame could never be appended. */
+    l->pace = PACE_BYTES > o->max_frame + FRAME_LEN32_HEADER ? PACE_BYTES
+                                                              : o->max_frame + FRAME_LEN32_HEADER;
+    if (l->pace > l->quota)
+        l->pace = l->quota;
     l->now_ns = clock_ns();
 
     int ret = ring_setup(&l->ring, SQ_ENTRIES, CQ_ENTRIES, &l->feat, err, errlen);
