@@ -45,8 +45,10 @@
 #define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
 /* How far behind head a client the server still owes a send may fall before publishers wait. */
 #define PACE_BYTES (512u << 10)
-/* A client whose socket stays full this long reads slower than the stream. */
+/* A client whose socket stays full this long with nothing acknowledged has stopped reading; one
+ * whose socket stays full for SLOW_NS reads far slower than the stream. Neither holds anyone. */
 #define LAGGING_NS (250 * 1000 * 1000ull)
+#define SLOW_NS (2000 * 1000 * 1000ull)
 #define RECV_BUF_COUNT 256u
 #define RECV_BUF_SIZE (64u << 10)
 #define RECV_BGID 1
@@ -308,6 +310,7 @@ static void arm_poll(struct loop *l, struct conn *c)
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
     c->poll_armed = true;
     c->poll_since_ns = l->now_ns;
+    net_bytes_acked(c->fd, &c->acked_at_poll);
 }
 
 static bool use_zerocopy(const struct loop *l, const struct conn *c, uint64_t len)
@@ -522,13 +525,22 @@ static void reclaim(struct loop *l)
 }
 
 /*
- * Whether @c reads slower than the relay sends: its socket has stayed full (no room for a
- * third of its buffer, when POLLOUT would fire) for a while. A socket full for a moment, whose
- * reader serves many others, is not enough.
+ * Whether @c reads slower than the stream, so that publishers should not wait for it. Its
+ * socket being full is not enough (a reader serving a thousand sockets leaves each full for a
+ * while): it must have stayed full for LAGGING_NS with its peer acknowledging nothing (it stopped
+ * reading), or for SLOW_NS whatever it acknowledged (it reads, but far slower than the stream).
  */
-static inline bool conn_lagging(const struct loop *l, const struct conn *c)
+static bool conn_lagging(const struct loop *l, const struct conn *c)
 {
-    return c->poll_armed && l->now_ns - c->poll_since_ns >= LAGGING_NS;
+    if (!c->poll_armed)
+        return false;
+    uint64_t waited = l->now_ns - c->poll_since_ns;
+    if (waited < LAGGING_NS)
+        return false;
+    if (waited >= SLOW_NS)
+        return true;
+    uint64_t acked;
+    return net_bytes_acked(c->fd, &acked) < 0 || acked == c->acked_at_poll;
 }
 
 /* The head offset at which @c would lag more than the pace window. */

@@ -56,6 +56,7 @@ struct conn {
     uint64_t close_at;         /* finishing: log offset where its output stops */
     uint64_t partial_since_ns; /* when its incomplete frame started */
     uint64_t poll_since_ns;    /* when it started waiting for room in its socket */
+    uint64_t acked_at_poll;    /* its peer's acknowledged bytes then */
     uint64_t frames_dropped;
     struct frame_partial partial;
     uint8_t *resid; /* drop policy: rest of a partly sent frame whose log bytes were let go */
