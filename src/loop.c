@@ -562,11 +562,10 @@ static inline void bp_include(struct loop *l, const struct conn *c)
 
 /*
  * Back-pressure: the server reads publishers no faster than it can fan out. The log may grow
- * only while every client the server still owes a send (its socket is not full) lags at most
- * the pace window behind; then TCP pushes back on the publishers. A client whose socket is full
- * reads slower than the relay sends: it holds no one back, and the slow policy meets it when its
- * backlog passes --max-queue. A small window also keeps the bytes in flight cache-sized.
- * O(clients): runs only when head reaches the last limit.
+ * only while every client that keeps up (not conn_lagging) lags at most the pace window behind;
+ * otherwise TCP pushes back on the publishers. A lagging client holds no one back, and the slow
+ * policy meets it when its backlog passes --max-queue. The small window also keeps the bytes in
+ * flight cache-sized. O(clients): runs only when head reaches the last limit.
  */
 static void recompute_bp_limit(struct loop *l)
 {

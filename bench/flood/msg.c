@@ -20,6 +20,8 @@ const char *proto_name(enum proto p)
         return "len32";
     case PROTO_REDIS:
         return "redis";
+    case PROTO_NATS:
+        return "nats";
     }
     return "?";
 }
@@ -80,6 +82,23 @@ int msgfmt_init(struct msgfmt *f, enum proto p, size_t size, const char *channel
         n = snprintf(f->subscribed, sizeof(f->subscribed),
                      "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:1\r\n", cl, channel);
         f->subscribed_len = (size_t)n;
+        break;
+    }
+    case PROTO_NATS: {
+        static const char connect[] = "CONNECT {\"verbose\":false,\"pedantic\":false,"
+                                      "\"name\":\"flood\"}\r\n";
+        int n = snprintf(f->pub_prefix, sizeof(f->pub_prefix), "PUB %s %zu\r\n", channel, size);
+        f->pub_prefix_len = (size_t)n;
+        f->pub_suffix_len = 2;
+        n = snprintf(f->sub_prefix, sizeof(f->sub_prefix), "MSG %s 1 %zu\r\n", channel, size);
+        f->sub_prefix_len = (size_t)n;
+        f->wire_pub = f->pub_prefix_len + size + 2;
+        f->wire_sub = f->sub_prefix_len + size + 2;
+        n = snprintf(f->subscribe, sizeof(f->subscribe), "%sSUB %s 1\r\nPING\r\n", connect,
+                     channel);
+        f->subscribe_len = (size_t)n;
+        memcpy(f->hello, connect, sizeof(connect));
+        f->hello_len = sizeof(connect) - 1;
         break;
     }
     }
@@ -153,7 +172,7 @@ void msg_encode(const struct msgfmt *f, char *out, char type, unsigned pub, uint
     p += MSG_HDR_LEN + f->filler_len;
     if (f->proto == PROTO_LINE) {
         *p = '\n';
-    } else if (f->proto == PROTO_REDIS) {
+    } else if (f->proto == PROTO_REDIS || f->proto == PROTO_NATS) {
         p[0] = '\r';
         p[1] = '\n';
     }
@@ -185,6 +204,60 @@ int msg_check(const struct msgfmt *f, const char *payload, size_t len, struct ms
     info->seq = seq;
     info->ts = ts;
     return 0;
+}
+
+/* nats: MSG <subject> <sid> [reply-to] <size>\r\n<payload>\r\n, or a control line. */
+static ssize_t nats_next(const struct msgfmt *f, const char *buf, size_t len, const char **payload,
+                         size_t *plen)
+{
+    /* The common case: exactly the expected MSG line. */
+    size_t pl = f->sub_prefix_len;
+    if (len >= pl && memcmp(buf, f->sub_prefix, pl) == 0) {
+        if (len < pl + f->size + 2)
+            return 0;
+        if (buf[pl + f->size] != '\r' || buf[pl + f->size + 1] != '\n')
+            return -1;
+        *payload = buf + pl;
+        *plen = f->size;
+        return (ssize_t)(pl + f->size + 2);
+    }
+    size_t limit = 64 * 1024;
+    size_t scan = len < limit ? len : limit;
+    const char *nl = memchr(buf, '\n', scan);
+    if (!nl)
+        return len >= limit ? -1 : 0;
+    size_t line = (size_t)(nl - buf) + 1;
+    if (line >= 4 && !memcmp(buf, "MSG ", 4)) {
+        /* Another subject, sid or size: the size is the last field of the line. */
+        size_t end = line - 1;
+        if (end > 0 && buf[end - 1] == '\r')
+            end--;
+        size_t i = end, n = 0, mul = 1;
+        while (i > 4 && buf[i - 1] >= '0' && buf[i - 1] <= '9' && end - i < 9) {
+            n += (size_t)(buf[i - 1] - '0') * mul;
+            mul *= 10;
+            i--;
+        }
+        if (i == end || n > 16 * f->size + 4096)
+            return -1;
+        if (len < line + n + 2)
+            return 0;
+        *payload = buf + line;
+        *plen = n;
+        return (ssize_t)(line + n + 2);
+    }
+    *payload = NULL;
+    if (line >= 4 && !memcmp(buf, "PING", 4))
+        *plen = MSG_CTL_PING;
+    else if (line >= 4 && !memcmp(buf, "PONG", 4))
+        *plen = MSG_CTL_PONG;
+    else if (line >= 4 && !memcmp(buf, "-ERR", 4))
+        *plen = MSG_CTL_ERR;
+    else if ((line >= 4 && !memcmp(buf, "INFO", 4)) || (line >= 3 && !memcmp(buf, "+OK", 3)))
+        *plen = MSG_CTL_OTHER;
+    else
+        return -1;
+    return (ssize_t)line;
 }
 
 ssize_t msg_next(const struct msgfmt *f, const char *buf, size_t len, const char **payload,
@@ -247,6 +320,8 @@ ssize_t msg_next(const struct msgfmt *f, const char *buf, size_t len, const char
         *plen = n;
         return (ssize_t)(start + n + 2);
     }
+    case PROTO_NATS:
+        return nats_next(f, buf, len, payload, plen);
     }
     return -1;
 }

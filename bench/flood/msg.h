@@ -14,7 +14,10 @@
  *   line   publisher and subscriber see the payload itself (a line frame);
  *   len32  a 4-byte big-endian length then the payload (the length excludes the header);
  *   redis  publishers send PUBLISH <channel> <payload> as RESP, subscribers receive
- *          *3 $7 message $n <channel> $size <payload> as RESP. */
+ *          *3 $7 message $n <channel> $size <payload> as RESP;
+ *   nats   publishers send PUB <channel> <size>\r\n<payload>\r\n, subscribers (sid 1) receive
+ *          MSG <channel> 1 <size>\r\n<payload>\r\n; the server's other lines (INFO, PING,
+ *          PONG, +OK, -ERR) are control lines, which msg_next() reports with *payload NULL. */
 #ifndef FLOOD_MSG_H
 #define FLOOD_MSG_H
 
@@ -22,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum proto { PROTO_LINE, PROTO_LEN32, PROTO_REDIS };
+enum proto { PROTO_LINE, PROTO_LEN32, PROTO_REDIS, PROTO_NATS };
 
 #define MSG_HDR_LEN 33
 #define MSG_MAX_PUBS 0xffffu
@@ -49,6 +52,8 @@ struct msgfmt {
     size_t subscribe_len;
     char subscribed[512]; /* redis: the confirmation a subscriber waits for */
     size_t subscribed_len;
+    char hello[256]; /* nats: what a publisher sends first (CONNECT) */
+    size_t hello_len;
 };
 
 struct msg_info {
@@ -75,7 +80,9 @@ int msg_check(const struct msgfmt *f, const char *payload, size_t len, struct ms
 
 /* Finds the next delivered message in a subscriber's stream buf[0..len). Returns the number of
  * bytes it takes (and sets *payload / *plen; plen may differ from f->size when the stream is
- * corrupt), 0 when more bytes are needed, or -1 when the stream cannot be resynchronised. */
+ * corrupt), 0 when more bytes are needed, or -1 when the stream cannot be resynchronised.
+ * nats: a control line sets *payload to NULL and *plen to one of the MSG_CTL_* values. */
+enum { MSG_CTL_OTHER, MSG_CTL_PING, MSG_CTL_PONG, MSG_CTL_ERR };
 ssize_t msg_next(const struct msgfmt *f, const char *buf, size_t len, const char **payload,
                  size_t *plen);
 
