@@ -111,9 +111,11 @@ uint64_t hist_percentile(const struct hist *h, double pct)
         return h->min;
     if (pct >= 100)
         return h->max;
+    /* The ceiling of pct% of the count, computed so that the binary error of pct (99.9 is a
+     * little above 99.9) cannot push an exact rank to the next one. */
     long double want = (long double)pct / 100.0L * (long double)h->total;
-    uint64_t rank = (uint64_t)want;
-    if ((long double)rank < want)
+    uint64_t rank = (uint64_t)(want - 1e-9L * (long double)h->total);
+    if ((long double)rank + 1e-9L * (long double)h->total < want)
         rank++;
     if (rank < 1)
         rank = 1;

@@ -127,6 +127,19 @@ static uint64_t msg_hash(char type, unsigned pub, uint64_t seq, uint64_t ts)
     return mix64(a ^ mix64(ts + 0x9e3779b97f4a7c15ULL));
 }
 
+/*
+ * The check field: a position-weighted sum of the header bytes before it, mod 251 (a prime).
+ * A single changed byte changes the sum by w * d with 0 < w, |d| < 251, never a multiple of
+ * 251: every one-byte change of the header is caught, not just most of them.
+ */
+static unsigned header_check(const char *hdr)
+{
+    unsigned sum = 0;
+    for (int i = 0; i < OFF_CHECK - 1; i++)
+        sum += (unsigned)(i + 1) * (unsigned char)hdr[i];
+    return sum % 251;
+}
+
 static void put_hex(char *out, uint64_t v, int digits)
 {
     for (int i = digits - 1; i >= 0; i--) {
@@ -166,7 +179,7 @@ void msg_encode(const struct msgfmt *f, char *out, char type, unsigned pub, uint
     p[OFF_TS - 1] = ' ';
     put_hex(p + OFF_TS, ts, 12);
     p[OFF_CHECK - 1] = ' ';
-    put_hex(p + OFF_CHECK, h >> 56, 2);
+    put_hex(p + OFF_CHECK, header_check(p), 2);
     p[MSG_HDR_LEN - 1] = ' ';
     memcpy(p + MSG_HDR_LEN, f->pattern + (h & 63), f->filler_len);
     p += MSG_HDR_LEN + f->filler_len;
@@ -192,9 +205,9 @@ int msg_check(const struct msgfmt *f, const char *payload, size_t len, struct ms
     if (payload[OFF_SEQ - 1] != ' ' || payload[OFF_TS - 1] != ' ' ||
         payload[OFF_CHECK - 1] != ' ' || payload[MSG_HDR_LEN - 1] != ' ')
         return -1;
-    uint64_t h = msg_hash(type, (unsigned)pub, seq, ts);
-    if ((h >> 56) != check)
+    if (header_check(payload) != check)
         return -1;
+    uint64_t h = msg_hash(type, (unsigned)pub, seq, ts);
     if (memcmp(payload + MSG_HDR_LEN, f->pattern + (h & 63), f->filler_len) != 0)
         return -1;
     if (f->proto == PROTO_LINE && payload[len - 1] != '\n')

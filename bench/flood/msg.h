@@ -6,9 +6,10 @@
  *
  * T is 'M' (measured) or 'W' (readiness / warm-up, never counted), pppp the publisher id (hex),
  * s.. the publisher's sequence number (hex), t.. the send timestamp (ns, hex) and cc a check
- * byte (hex) over the fields. A printable filler follows whose starting offset in a fixed
- * 64-character cycle is a hash of the fields, so any changed byte is detected with high
- * probability. In line mode the last payload byte is '\n' (and no other byte is).
+ * (hex: a position-weighted sum of the header bytes mod 251, which catches every one-byte
+ * change). A printable filler follows whose starting offset in a fixed 64-character cycle is a
+ * hash of the fields, so the filler is a function of the header and any changed byte there is
+ * caught too. In line mode the last payload byte is '\n' (and no other byte is).
  *
  * Wire formats:
  *   line   publisher and subscriber see the payload itself (a line frame);

@@ -44,9 +44,11 @@ static int cmp_u64(const void *a, const void *b)
 /* The exact percentile as hist.h defines it: the ceil(pct/100 * n)-th smallest value. */
 static uint64_t exact_pct(const uint64_t *sorted, size_t n, double pct)
 {
+    /* The ceiling of pct% of n, where pct's binary error (99.9 is a little above 99.9) does not
+     * count: 99.9 % of 1,000,000 values is rank 999,000, not 999,001. */
     double want = pct / 100.0 * (double)n;
-    size_t rank = (size_t)want;
-    if ((double)rank < want)
+    size_t rank = (size_t)(want - 1e-9 * (double)n);
+    if ((double)rank + 1e-9 * (double)n < want)
         rank++;
     if (rank < 1)
         rank = 1;
@@ -111,6 +113,19 @@ static void test_exponential(void **state)
 }
 
 /* Almost everything at 50 us, a few at 5 s: the tail percentiles must find the spike. */
+/* An exact rank boundary: 99.9 % of 1,000,000 values is the 999,000th, still in the spike. */
+static void test_exact_rank_boundary(void **state)
+{
+    (void)state;
+    struct hist h;
+    assert_int_equal(hist_init(&h, HIGHEST), 0);
+    hist_record_n(&h, 50000, 999000);
+    hist_record_n(&h, 5000000000ULL, 1000);
+    assert_true(hist_percentile(&h, 99.9) < 51000);
+    assert_true(hist_percentile(&h, 99.91) >= 5000000000ULL * 99 / 100);
+    hist_free(&h);
+}
+
 static void test_spike(void **state)
 {
     (void)state;
@@ -265,10 +280,15 @@ static void test_buckets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_uniform),         cmocka_unit_test(test_exponential),
-        cmocka_unit_test(test_spike),           cmocka_unit_test(test_small_values_exact),
-        cmocka_unit_test(test_merge),           cmocka_unit_test(test_clamping),
-        cmocka_unit_test(test_empty_and_reset), cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_uniform),
+        cmocka_unit_test(test_exponential),
+        cmocka_unit_test(test_spike),
+        cmocka_unit_test(test_exact_rank_boundary),
+        cmocka_unit_test(test_small_values_exact),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_clamping),
+        cmocka_unit_test(test_empty_and_reset),
+        cmocka_unit_test(test_buckets),
     };
     return cmocka_run_group_tests_name("flood_hist", tests, NULL, NULL);
 }
