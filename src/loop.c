@@ -44,7 +44,7 @@
 #define TICK_NS (100 * 1000 * 1000ull)
 #define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
 /* How far behind head a client the server still owes a send may fall before publishers wait. */
-#define PACE_BYTES (512u << 10)
+#define PACE_BYTES (1u << 20)
 /* A client whose socket stays full this long with nothing acknowledged has stopped reading; one
  * whose socket stays full for SLOW_NS reads far slower than the stream. Neither holds anyone. */
 #define LAGGING_NS (250 * 1000 * 1000ull)
@@ -583,9 +583,12 @@ static void recompute_bp_limit(struct loop *l)
 
 static bool ensure_space(struct loop *l, size_t len)
 {
-    if (unlikely(l->log.head + len > l->bp_limit)) {
+    /* An append longer than the window (a receive buffer when --max-queue is small, a long
+     * frame) waits only until every client that keeps up is caught up; it must not wait forever. */
+    uint64_t need = len < l->pace ? len : l->pace;
+    if (unlikely(l->log.head + need > l->bp_limit)) {
         recompute_bp_limit(l);
-        if (l->log.head + len > l->bp_limit)
+        if (l->log.head + need > l->bp_limit)
             return false;
     }
     if (likely(bcast_fits(&l->log, len)))
@@ -1412,11 +1415,7 @@ struct loop *loop_create(const struct opts *o, char *err, size_t errlen)
     l->blocked_head = l->blocked_tail = l->partial_head = CONN_NONE;
     l->tick_ts.tv_nsec = (long long)TICK_NS;
     l->quota = o->max_queue + FRAME_LEN32_HEADER;
-    /* The window holds at least the longest frame, or such a frame could never be appended. */
-    l->pace = PACE_BYTES > o->max_frame + FRAME_LEN32_HEADER ? PACE_BYTES
-                                                              : o->max_frame + FRAME_LEN32_HEADER;
-    if (l->pace > l->quota)
-        l->pace = l->quota;
+    l->pace = l->quota < PACE_BYTES ? l->quota : PACE_BYTES;
     l->now_ns = clock_ns();
 
     int ret = ring_setup(&l->ring, SQ_ENTRIES, CQ_ENTRIES, &l->feat, err, errlen);

@@ -177,6 +177,25 @@ static void test_full_speed_paced_lossless(void **state)
     fs_flood_free(&r);
 }
 
+/* A --max-queue smaller than a receive buffer (64 KiB) still relays at full speed: an append
+ * larger than the pace window waits for readers to catch up, not forever. */
+static void test_small_queue_full_speed(void **state)
+{
+    (void)state;
+    struct rc_server *s = rc_start("-q", "--max-queue", "16K", "--max-frame", "1K", NULL);
+    char port[16];
+    port_str(port, sizeof(port), s->port);
+    const char *args[] = {
+        "--proto",           "line",  "--port", port, "--subs",   "5", "--pubs",   "1",
+        "--count",           "20000", "--size", "64", "--warmup", "0", "--verify", "1",
+        "--expect-lossless", NULL};
+    struct fs_flood r;
+    fs_flood_run(&r, args);
+    assert_int_equal(r.code, 0);
+    check_lossless(r.json, 1, 20000, 5, 64, false);
+    fs_flood_free(&r);
+}
+
 /* A fixed rate: every message timed from its intended send time, the run lasts about as long as
  * the schedule says. */
 static void test_fixed_rate(void **state)
@@ -292,6 +311,7 @@ int main(void)
         cmocka_unit_test_teardown(test_line_byte_counting, rc_teardown),
         cmocka_unit_test_teardown(test_fixed_rate, rc_teardown),
         cmocka_unit_test_teardown(test_full_speed_paced_lossless, rc_teardown),
+        cmocka_unit_test_teardown(test_small_queue_full_speed, rc_teardown),
         cmocka_unit_test_teardown(test_bad_arguments, rc_teardown),
         cmocka_unit_test_teardown(test_connection_refused, rc_teardown),
     };
