@@ -44,7 +44,7 @@ struct conn *conn_table_alloc(struct conn_table *t, int fd)
         return NULL;
     uint32_t slot = t->free_stack[--t->free_top];
     struct conn *c = &t->slots[slot];
-    uint32_t gen = (c->gen + 1) & CONN_GEN_MASK;
+    uint32_t gen = (c->gen + 1) & UD_GEN_MASK;
     memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->slot = slot;
@@ -64,6 +64,6 @@ void conn_table_free(struct conn_table *t, struct conn *c)
     t->slots[last].active_idx = c->active_idx;
     c->state = CONN_FREE;
     c->fd = -1;
-    c->gen = (c->gen + 1) & CONN_GEN_MASK;
+    c->gen = (c->gen + 1) & UD_GEN_MASK;
     t->free_stack[t->free_top++] = c->slot;
 }

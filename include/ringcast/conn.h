@@ -7,14 +7,15 @@
 #define RINGCAST_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ringcast/frame.h"
 #include "ringcast/netaddr.h"
 #include "ringcast/stats.h"
+#include "ringcast/userdata.h" /* UD_GEN_MASK: the generation travels in user_data */
 
 #define CONN_NONE UINT32_MAX
-#define CONN_GEN_MASK 0xffffffu /* 24 bits travel in user_data */
 
 enum conn_state { CONN_FREE, CONN_OPEN, CONN_CLOSING };
 
@@ -87,9 +88,9 @@ void conn_table_free(struct conn_table *t, struct conn *c);
 static inline struct conn *conn_table_lookup(struct conn_table *t, uint32_t slot, uint32_t gen)
 {
     if (slot >= t->cap)
-        return 0;
+        return NULL;
     struct conn *c = &t->slots[slot];
-    return c->state != CONN_FREE && c->gen == gen ? c : 0;
+    return c->state != CONN_FREE && c->gen == gen ? c : NULL;
 }
 
 #endif

@@ -124,6 +124,21 @@ static int wait_for(pid_t pid, int timeout_ms)
     }
 }
 
+/* In a forked child: stdin from /dev/null, stdout and stderr to @out and @err, then exec. */
+static void exec_child(const char *const *argv, int out, int err)
+{
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0)
+        dup2(in, 0);
+    if (out >= 0)
+        dup2(out, 1);
+    if (err >= 0)
+        dup2(err, 2);
+    execv(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
 pid_t fs_spawn(const char *const *argv, const char *log_path, int *out_fd)
 {
     int pfd[2] = {-1, -1};
@@ -138,19 +153,10 @@ pid_t fs_spawn(const char *const *argv, const char *log_path, int *out_fd)
         exit(1);
     }
     if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        if (in >= 0)
-            dup2(in, 0);
         int out = out_fd ? pfd[1]
                          : open(log_path ? log_path : "/dev/null",
                                 O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        if (out >= 0) {
-            dup2(out, 1);
-            dup2(out, 2);
-        }
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+        exec_child(argv, out, out);
     }
     if (out_fd) {
         close(pfd[1]);
@@ -170,16 +176,8 @@ int fs_run(const char *const *argv, int timeout_ms, char **out, char **err)
         fprintf(stderr, "fork: %s\n", strerror(errno));
         exit(1);
     }
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        if (in >= 0)
-            dup2(in, 0);
-        dup2(ofd, 1);
-        dup2(efd, 2);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
+    if (pid == 0)
+        exec_child(argv, ofd, efd);
     close(ofd);
     close(efd);
     int code = wait_for(pid, timeout_ms);

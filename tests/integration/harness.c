@@ -1037,26 +1037,6 @@ size_t rc_send_some(int fd, const void *buf, size_t len)
     return (size_t)n;
 }
 
-void rc_send(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    size_t done = 0;
-    int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (done < len) {
-        ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            fail_msg("send on fd %d after %zu of %zu bytes: %s", fd, done, len, strerror(errno));
-        if (remaining(deadline) == 0)
-            fail_msg("send on fd %d: %zu of %zu bytes within %d ms", fd, done, len, RC_IO_MS);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        poll(&pfd, 1, remaining(deadline));
-    }
-}
-
 size_t rc_send_lenient(int fd, const void *buf, size_t len, int timeout_ms)
 {
     const char *p = buf;
@@ -1076,6 +1056,14 @@ size_t rc_send_lenient(int fd, const void *buf, size_t len, int timeout_ms)
         poll(&pfd, 1, remaining(deadline));
     }
     return done;
+}
+
+void rc_send(int fd, const void *buf, size_t len)
+{
+    size_t done = rc_send_lenient(fd, buf, len, RC_IO_MS);
+    if (done < len)
+        fail_msg("send on fd %d: %zu of %zu bytes within %d ms (%s)", fd, done, len, RC_IO_MS,
+                 strerror(errno));
 }
 
 void rc_send_str(int fd, const char *str)

@@ -119,6 +119,25 @@ static bool never(struct rc_server *s, void *arg)
 }
 
 /*
+ * A publisher streams to a fast reader and to a reader that never reads, until the server logs
+ * the stuck one's slow-consumer disconnect (bounded by STREAM_MAX bytes).
+ */
+static void pump_until_stuck_cut(struct rc_server *s, int *pub_out, int *fast_out, int *stuck,
+                                 struct stream *st)
+{
+    int pub = *pub_out = rc_connect(s), fast = *fast_out = rc_connect(s);
+    *stuck = rc_connect_buf(s, STUCK_RCVBUF);
+    struct watch w = {.mark = rc_log_mark(s)};
+    rc_needle(w.needle, sizeof(w.needle), rc_port_of(*stuck), "disconnected (slow consumer).");
+    stream_init(st);
+    pump(s, pub, fast, st, STREAM_MAX, seen_line, &w);
+    if (!seen_line(s, &w)) {
+        rc_dump(s);
+        fail_msg("the stuck reader was not disconnected after %zu bytes", st->len);
+    }
+}
+
+/*
  * --slow-policy disconnect: a reader that never reads is disconnected once its backlog passes
  * --max-queue; the fast reader gets every frame; the stuck reader's bytes are a prefix of the
  * stream (never reordered or skipped).
@@ -127,18 +146,9 @@ static void test_slow_disconnect(void **state)
 {
     struct rc_server *s =
         rc_start("--max-queue", QUEUE, "--max-frame", "4K", "--slow-policy", "disconnect", NULL);
-    int pub = rc_connect(s), fast = rc_connect(s);
-    int stuck = rc_connect_buf(s, STUCK_RCVBUF);
-
-    struct watch w = {.mark = rc_log_mark(s)};
-    rc_needle(w.needle, sizeof(w.needle), rc_port_of(stuck), "disconnected (slow consumer).");
+    int pub, fast, stuck;
     struct stream st;
-    stream_init(&st);
-    pump(s, pub, fast, &st, STREAM_MAX, seen_line, &w);
-    if (!seen_line(s, &w)) {
-        rc_dump(s);
-        fail_msg("the stuck reader was not disconnected after %zu bytes", st.len);
-    }
+    pump_until_stuck_cut(s, &pub, &fast, &stuck, &st);
 
     /* What the stuck reader got before the close is a byte prefix of the stream. */
     size_t n = rc_recv_until_eof(stuck, st.got, STREAM_MAX, RC_IO_MS);
@@ -234,17 +244,9 @@ static void test_slow_drop(void **state)
 static void test_slow_default_policy(void **state)
 {
     struct rc_server *s = rc_start("--max-frame", "4K", NULL);
-    int pub = rc_connect(s), fast = rc_connect(s);
-    int stuck = rc_connect_buf(s, STUCK_RCVBUF);
-    struct watch w = {.mark = rc_log_mark(s)};
-    rc_needle(w.needle, sizeof(w.needle), rc_port_of(stuck), "disconnected (slow consumer).");
+    int pub, fast, stuck;
     struct stream st;
-    stream_init(&st);
-    pump(s, pub, fast, &st, STREAM_MAX, seen_line, &w);
-    if (!seen_line(s, &w)) {
-        rc_dump(s);
-        fail_msg("the stuck reader was not disconnected after %zu bytes", st.len);
-    }
+    pump_until_stuck_cut(s, &pub, &fast, &stuck, &st);
     stream_free(&st);
 }
 
