@@ -98,15 +98,32 @@ bool bcast_fits(const struct bcast *b, size_t len)
     return b->head + len - keep_from(b) <= b->cap && b->rec_head - b->rec_tail < b->rec_cap;
 }
 
+/* The record an append from @origin of @len bytes would extend, or NULL for a new one. */
+static struct bcast_rec *mergeable(const struct bcast *b, uint32_t origin, size_t len)
+{
+    if (b->rec_head == b->rec_tail)
+        return NULL;
+    struct bcast_rec *last = rec_at(b, b->rec_head - 1);
+    if (last->origin == origin && last->off + last->len == b->head &&
+        last->len + len <= BCAST_REC_MAX_LEN)
+        return last;
+    return NULL;
+}
+
+uint64_t bcast_append_units(const struct bcast *b, uint32_t origin, size_t len)
+{
+    return len + (mergeable(b, origin, len) ? 0 : BCAST_REC_UNITS);
+}
+
 uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t len, uint32_t nframes)
 {
     uint64_t at = b->head;
+    if (len == 0) /* nothing to store, and no record: a record always holds a frame */
+        return at;
     memcpy(bcast_ptr(b, at), p, len);
-    b->head += len;
 
-    struct bcast_rec *last = b->rec_head > b->rec_tail ? rec_at(b, b->rec_head - 1) : NULL;
-    if (last && last->origin == origin && last->off + last->len == at &&
-        last->len + len <= BCAST_REC_MAX_LEN) {
+    struct bcast_rec *last = mergeable(b, origin, len);
+    if (last) {
         last->len += (uint32_t)len;
         last->nframes += nframes;
     } else {
@@ -116,7 +133,11 @@ uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t le
         r->len = (uint32_t)len;
         r->origin = origin;
         r->nframes = nframes;
+        r->units = b->vhead;
+        b->vhead += BCAST_REC_UNITS;
     }
+    b->head += len;
+    b->vhead += len;
     b->frames += nframes;
     return at;
 }
@@ -172,6 +193,15 @@ uint64_t bcast_next_range(const struct bcast *b, uint64_t *cursor, uint32_t skip
     }
     *cursor = start;
     return end - start;
+}
+
+uint64_t bcast_units_at(const struct bcast *b, uint64_t off)
+{
+    if (off >= b->head || b->rec_tail == b->rec_head)
+        return b->vhead;
+    const struct bcast_rec *r = rec_at(b, find_rec(b, off));
+    /* A reader at the very start of a record has not taken its weight yet. */
+    return off <= r->off ? r->units : r->units + BCAST_REC_UNITS + (off - r->off);
 }
 
 uint64_t bcast_seq_at(const struct bcast *b, uint64_t off)

@@ -1,4 +1,4 @@
-#include "ringcast/conn.h"
+#include "conn.h"
 
 #include <errno.h>
 #include <string.h>
@@ -50,8 +50,7 @@ struct conn *conn_table_alloc(struct conn_table *t, int fd)
     c->slot = slot;
     c->gen = gen;
     c->state = CONN_OPEN;
-    c->blocked_next = c->partial_prev = c->partial_next = CONN_NONE;
-    c->held_first = c->held_last = UINT16_MAX;
+    c->next_paused = c->next_doomed = c->next_rearm = c->next_reap = CONN_NONE;
     c->active_idx = t->nactive;
     t->active[t->nactive++] = slot;
     return c;

@@ -1,5 +1,5 @@
 /* The metrics endpoint. One request per connection, answered with Connection: close. */
-#include "ringcast/httpd.h"
+#include "httpd.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "ringcast/alloc.h"
-#include "ringcast/userdata.h"
+#include "userdata.h"
 
 static struct io_uring_sqe *http_sqe(struct httpd *h, enum ud_op op, const struct httpd_conn *c)
 {
@@ -31,8 +31,16 @@ static void arm_recv(struct httpd *h, struct httpd_conn *c)
     io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
     sqe->ioprio |= IORING_RECV_MULTISHOT;
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = h->bufs->bgid;
+    sqe->buf_group = h->bufs.bgid;
     c->recv_armed = true;
+    c->rearm_later = false;
+}
+
+/* Buffers go back at once: the loop publishes only its own group. */
+static void recycle(struct httpd *h, uint16_t bid)
+{
+    ring_bufs_recycle(&h->bufs, bid);
+    ring_bufs_publish(&h->bufs);
 }
 
 /* Free the slot once nothing of it is outstanding in the kernel. */
@@ -228,20 +236,22 @@ void httpd_handle(struct httpd *h, uint64_t user_data, int res, unsigned flags, 
     uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
     if (!c || !c->used || c->gen != ud_gen(user_data)) {
         if (has_buf)
-            ring_bufs_recycle(h->bufs, bid);
+            recycle(h, bid);
         return;
     }
     if (op == OP_HTTP_RECV) {
         if (!(flags & IORING_CQE_F_MORE))
             c->recv_armed = false;
         if (res > 0 && has_buf && !c->closing)
-            on_data(h, c, (const char *)ring_bufs_ptr(h->bufs, bid), (size_t)res);
+            on_data(h, c, (const char *)ring_bufs_ptr(&h->bufs, bid), (size_t)res);
         if (has_buf)
-            ring_bufs_recycle(h->bufs, bid);
+            recycle(h, bid);
         if (res <= 0 && res != -ENOBUFS && !c->responding)
             conn_close(h, c); /* EOF or error before a whole request */
+        else if (!c->recv_armed && !c->closing && !c->responding && res == -ENOBUFS)
+            c->rearm_later = true; /* at once would spin while the ring is empty */
         else if (!c->recv_armed && !c->closing && !c->responding)
-            arm_recv(h, c); /* ENOBUFS or CQ overflow ended the multishot */
+            arm_recv(h, c); /* a full CQ ended the multishot */
         maybe_free(h, c);
     } else if (op == OP_HTTP_SEND) {
         c->send_inflight = false;
@@ -267,6 +277,8 @@ void httpd_tick(struct httpd *h, uint64_t now_ns)
                 io_uring_prep_cancel64(sqe, ud_pack(OP_HTTP_SEND, c->gen, (uint32_t)i), 0);
             }
             conn_close(h, c);
+        } else if (c->used && c->rearm_later && !c->closing && !c->recv_armed) {
+            arm_recv(h, c);
         }
     }
     if (!h->accept_armed)
@@ -278,12 +290,16 @@ void httpd_set_healthy(struct httpd *h, bool healthy)
     h->healthy = healthy;
 }
 
-int httpd_init(struct httpd *h, struct io_uring *ring, struct ring_bufs *bufs, int listen_fd,
-               httpd_render_fn render, void *render_ctx)
+int httpd_init(struct httpd *h, struct io_uring *ring, int listen_fd, httpd_render_fn render,
+               void *render_ctx)
 {
     memset(h, 0, sizeof(*h));
+    int ret = ring_bufs_init(ring, &h->bufs, HTTPD_BGID, HTTPD_BUF_COUNT, HTTPD_BUF_SIZE);
+    if (ret < 0) {
+        close(listen_fd);
+        return ret;
+    }
     h->ring = ring;
-    h->bufs = bufs;
     h->listen_fd = listen_fd;
     h->render = render;
     h->render_ctx = render_ctx;
@@ -304,5 +320,6 @@ void httpd_destroy(struct httpd *h)
     }
     if (h->listen_fd >= 0)
         close(h->listen_fd);
+    ring_bufs_destroy(h->ring, &h->bufs);
     memset(h, 0, sizeof(*h));
 }

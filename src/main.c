@@ -2,9 +2,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ringcast/loop.h"
+#include "loop.h"
+#include "process.h"
 #include "ringcast/opts.h"
-#include "ringcast/say.h"
+#include "say.h"
+#include "sysd.h"
 
 int main(int argc, char **argv)
 {
@@ -26,12 +28,24 @@ int main(int argc, char **argv)
     }
     say_set_verbosity(opts.verbosity);
 
-    struct loop *loop = loop_create(&opts, err, sizeof(err));
+    sigset_t mask;
+    process_setup(&mask);
+    struct sysd_sockets passed;
+    if (sysd_take_sockets(&passed, err, sizeof(err)) < 0) {
+        say_error("%s", err);
+        return 1;
+    }
+    struct loop_sockets socks = {.relay = passed.relay, .metrics = passed.metrics};
+    union netaddr bound;
+    struct loop *loop = loop_create(&opts, &socks, &bound, err, sizeof(err));
     if (!loop) {
         say_error("%s", err);
         return 1;
     }
-    int status = loop_run(loop);
+    char addr[NETADDR_STRLEN], status[NETADDR_STRLEN + 16];
+    snprintf(status, sizeof(status), "listening on %s", netaddr_format(&bound, addr, sizeof(addr)));
+    sysd_ready(status);
+    int status_code = loop_run(loop);
     loop_destroy(loop);
-    return status;
+    return status_code;
 }

@@ -70,3 +70,15 @@ char *netaddr_format(const union netaddr *a, char *buf, size_t len)
     }
     return buf;
 }
+
+bool netaddr_is_loopback(const union netaddr *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return (ntohl(a->v4.sin_addr.s_addr) >> 24) == 127;
+    if (a->sa.sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *v6 = &a->v6.sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(v6))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127;
+}

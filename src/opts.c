@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --echo                  also relay a client's frames back to itself\n"
     "  --max-frame B           longest frame: a line with its '\\n', a len32 payload (1M)\n"
     "  --max-queue B           pending output per client before the slow policy applies (8M)\n"
+    "  --pace-window B         publishers wait while none of their receivers is within B of\n"
+    "                          the newest frame (1M, at most --max-queue)\n"
     "  --slow-policy P         disconnect (default) or drop: discard a slow client's backlog\n"
     "  --max-clients N         connections beyond N are closed at once (10000)\n"
     "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
@@ -139,6 +141,7 @@ enum {
     OPT_DRAIN_TIMEOUT,
     OPT_STATS_INTERVAL,
     OPT_METRICS,
+    OPT_PACE_WINDOW,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -150,6 +153,7 @@ static const struct option long_options[] = {
     {"echo", no_argument, NULL, OPT_ECHO},
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+    {"pace-window", required_argument, NULL, OPT_PACE_WINDOW},
     {"slow-policy", required_argument, NULL, OPT_SLOW_POLICY},
     {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
     {"max-partial-memory", required_argument, NULL, OPT_MAX_PARTIAL},
@@ -175,6 +179,7 @@ static void opts_defaults(struct opts *o)
     o->framing = FRAMING_LINE;
     o->max_frame = 1u << 20;
     o->max_queue = 8u << 20;
+    o->pace_window = 1u << 20;
     o->max_partial_memory = 256u << 20;
     o->slow_policy = SLOW_DISCONNECT;
     o->max_clients = 10000;
@@ -245,6 +250,7 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
     enum opts_result r = OPTS_RUN;
     unsigned long n;
     int c;
+    bool pace_set = false;
     optind = 0; /* reset getopt, also for repeated calls from unit tests */
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":qv", long_options, NULL)) != -1) {
@@ -271,6 +277,10 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
             break;
         case OPT_MAX_QUEUE:
             r = size_arg("max-queue", optarg, 1, max_size, &o->max_queue, err, errlen);
+            break;
+        case OPT_PACE_WINDOW:
+            r = size_arg("pace-window", optarg, 1, max_size, &o->pace_window, err, errlen);
+            pace_set = true;
             break;
         case OPT_MAX_PARTIAL:
             r = size_arg("max-partial-memory", optarg, 1, UINT64_MAX, &o->max_partial_memory, err,
@@ -354,5 +364,10 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
     if (o->max_frame > o->max_queue)
         FAIL("--max-frame (%llu) must not be larger than --max-queue (%llu)",
              (unsigned long long)o->max_frame, (unsigned long long)o->max_queue);
+    if (pace_set && o->pace_window > o->max_queue)
+        FAIL("--pace-window (%llu) must not be larger than --max-queue (%llu)",
+             (unsigned long long)o->pace_window, (unsigned long long)o->max_queue);
+    if (!pace_set && o->pace_window > o->max_queue)
+        o->pace_window = o->max_queue; /* the default follows a small --max-queue down */
     return OPTS_RUN;
 }

@@ -1,4 +1,4 @@
-#include "ringcast/say.h"
+#include "say.h"
 
 #include <stdarg.h>
 #include <stdio.h>

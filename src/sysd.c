@@ -1,4 +1,4 @@
-#include "ringcast/sysd.h"
+#include "sysd.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -9,6 +9,11 @@
  * frames can be skipped when echo is off and frame boundaries can be found again (slow-consumer
  * drops). Appends from the same origin merge into one record up to BCAST_REC_MAX_LEN bytes.
  *
+ * Log units: what a reader pins is measured in units, one per byte plus BCAST_REC_UNITS per
+ * record. Tiny frames from interleaved origins use a record each, so a reader that holds many of
+ * them holds index space as well as bytes; counting both in one measure lets one quota bound both,
+ * and an index of (units / BCAST_REC_UNITS) records can never run out before the bytes do.
+ *
  *   tail                         cursor(c)                          head
  *    |<-- reclaimable once every cursor passed -->|<-- pending for c -->|<-- free -->
  */
@@ -23,6 +28,7 @@
 
 #define BCAST_REC_MAX_LEN (64u << 10)
 #define BCAST_NO_ORIGIN UINT32_MAX
+#define BCAST_REC_UNITS 64u /* what one index record weighs, in log units */
 
 struct bcast_rec {
     uint64_t off;     /* absolute offset of the first byte */
@@ -30,6 +36,7 @@ struct bcast_rec {
     uint32_t len;     /* bytes, whole frames only */
     uint32_t origin;  /* connection slot that sent them */
     uint32_t nframes; /* frames in the record */
+    uint64_t units;   /* log units before this record (its own weight not included) */
 };
 
 struct bcast {
@@ -39,6 +46,7 @@ struct bcast {
     uint64_t head;   /* offset one past the newest byte */
     uint64_t tail;   /* oldest byte still kept */
     uint64_t frames; /* frames appended so far: the sequence number at head */
+    uint64_t vhead;  /* log units appended so far: bytes plus BCAST_REC_UNITS per record */
     /* private */
     uint64_t mask;
     struct bcast_rec *recs;
@@ -58,12 +66,21 @@ void bcast_destroy(struct bcast *b);
 /** Whether @len bytes can be appended now without overwriting anything at or after tail. */
 bool bcast_fits(const struct bcast *b, size_t len);
 
+/** The log units an append of @len bytes from @origin would add (bytes, plus a new record). */
+uint64_t bcast_append_units(const struct bcast *b, uint32_t origin, size_t len);
+
 /**
  * Append @len bytes of @nframes whole frames sent by connection @origin. The caller checked
- * bcast_fits(). Returns the offset of the first byte appended.
+ * bcast_fits(). Returns the offset of the first byte appended. An empty append adds nothing.
  */
 uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t len,
                       uint32_t nframes);
+
+/**
+ * Log units appended before offset @off (head, or a byte in [tail, head)): vhead minus this is
+ * what a reader whose cursor is at @off holds. O(1) at head, else O(log records).
+ */
+uint64_t bcast_units_at(const struct bcast *b, uint64_t off);
 
 /** Forget everything before @new_tail (tail <= new_tail <= head). */
 void bcast_release(struct bcast *b, uint64_t new_tail);

@@ -3,6 +3,7 @@
 #define RINGCAST_NETADDR_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -26,5 +27,8 @@ int netaddr_parse_hostport(const char *s, union netaddr *out, socklen_t *len);
  * address (a dual-stack listener) is shown as the IPv4 address it is. Returns @buf.
  */
 char *netaddr_format(const union netaddr *a, char *buf, size_t len);
+
+/** Whether @a is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104). */
+bool netaddr_is_loopback(const union netaddr *a);
 
 #endif

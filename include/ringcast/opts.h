@@ -18,6 +18,7 @@ struct opts {
     bool echo;
     uint64_t max_frame;          /* a line counts its '\n', a len32 frame its payload */
     uint64_t max_queue;          /* pending output per client */
+    uint64_t pace_window;        /* how far the leading receiver may lag before publishers wait */
     uint64_t max_partial_memory; /* all partial frames together */
     enum slow_policy slow_policy;
     uint32_t max_clients;

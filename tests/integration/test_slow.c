@@ -193,8 +193,10 @@ static void test_slow_drop(void **state)
         struct pollfd p = {.fd = stuck, .events = POLLIN};
         poll(&p, 1, 100);
         ssize_t n = rc_recv_now(stuck, in + in_len, STREAM_MAX - in_len);
-        if (n < 0)
+        if (n < 0) {
+            rc_dump(s);
             fail_msg("the stuck reader was disconnected under --slow-policy drop");
+        }
         in_len += (size_t)n;
         /* Check every complete frame: "f<seq> <filler>\n", exactly as generated. */
         for (;;) {

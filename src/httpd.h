@@ -18,6 +18,10 @@
 #define HTTPD_MAX_HEADER_BYTES 8192
 #define HTTPD_MAX_PATH 256
 #define HTTPD_DEADLINE_NS (10ull * 1000 * 1000 * 1000)
+/* Its own small provided-buffer group: a scrape never competes with publishers for buffers. */
+#define HTTPD_BGID 2
+#define HTTPD_BUF_COUNT 32u
+#define HTTPD_BUF_SIZE 4096u
 
 /* Fills @out with the /metrics body. */
 typedef int (*httpd_render_fn)(void *ctx, struct metrics_buf *out);
@@ -30,6 +34,7 @@ struct httpd_conn {
     bool send_inflight : 1;
     bool closing : 1;
     bool responding : 1;
+    bool rearm_later : 1; /* its recv ended on an empty buffer ring: re-armed on the tick */
     bool head_only : 1;
     http_parser parser;
     uint32_t request_bytes; /* request line and headers so far */
@@ -44,7 +49,7 @@ struct httpd_conn {
 struct httpd {
     /* private */
     struct io_uring *ring;
-    struct ring_bufs *bufs;
+    struct ring_bufs bufs;
     int listen_fd;
     bool accept_armed;
     bool healthy; /* /healthz: 200 while true, 503 while draining */
@@ -58,8 +63,8 @@ struct httpd {
  * Serve on the listening socket @listen_fd (owned by @h from now on), receiving into @bufs'
  * group. @render produces /metrics. Arms the accept. Returns 0.
  */
-int httpd_init(struct httpd *h, struct io_uring *ring, struct ring_bufs *bufs, int listen_fd,
-               httpd_render_fn render, void *render_ctx);
+int httpd_init(struct httpd *h, struct io_uring *ring, int listen_fd, httpd_render_fn render,
+               void *render_ctx);
 
 /** Handle a completion whose op is one of OP_HTTP_*. */
 void httpd_handle(struct httpd *h, uint64_t user_data, int res, unsigned flags, uint64_t now_ns);

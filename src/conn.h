@@ -1,0 +1,79 @@
+/*
+ * Client connections: a table of slots preallocated to --max-clients, with a free list and a
+ * generation per slot so a completion for a closed connection is recognised (nginx's instance
+ * bit, widened). Closing is a state: the slot is freed only after its last completion, and only
+ * at the end of a completion batch, so nothing later in the batch can see it reused.
+ */
+#ifndef RINGCAST_CONN_H
+#define RINGCAST_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringcast/fanout.h"
+#include "ringcast/ingest.h"
+#include "ringcast/netaddr.h"
+#include "ringcast/recvctl.h"
+#include "userdata.h" /* UD_GEN_MASK: the generation travels in user_data */
+
+#define CONN_NONE UINT32_MAX
+
+enum conn_state { CONN_FREE, CONN_OPEN, CONN_CLOSING };
+
+struct conn {
+    /* read-only for the loop after conn_table_alloc */
+    int fd;
+    uint32_t slot;
+    uint32_t gen;
+    /* private to the loop */
+    uint8_t state;             /* enum conn_state */
+    uint8_t reason;            /* enum disconnect_reason, once doomed */
+    bool doomed : 1;           /* a verdict closes it at the end of the batch */
+    bool paused : 1;           /* flow control: not read, in the loop's paused FIFO */
+    bool poll_armed : 1;       /* waiting for POLLOUT */
+    bool fd_closed : 1;        /* fd reset early while zero-copy notifications drain */
+    bool drained : 1;          /* shutting down: all output handed over, FIN sent */
+    bool in_rearm : 1;         /* in the loop's list of recvs to arm after the batch */
+    bool in_reap : 1;          /* in the loop's list of slots to free after the batch */
+    struct recvctl rx;         /* the multishot recv */
+    uint32_t active_idx;       /* position in the table's dense active array */
+    uint32_t next_paused;      /* paused FIFO link */
+    uint32_t next_doomed;      /* doomed list link */
+    uint32_t next_rearm;       /* re-arm list link */
+    uint32_t next_reap;        /* reap list link */
+    uint64_t partial_since_ns; /* when its incomplete frame started; 0: none */
+    struct ingest_client in;
+    struct fanout_client out;
+    union netaddr peer;
+};
+
+struct conn_table {
+    struct conn *slots;
+    uint32_t cap;
+    uint32_t *free_stack;
+    uint32_t free_top;
+    uint32_t *active; /* slots in use, dense, for the per-batch flush */
+    uint32_t nactive;
+};
+
+/** Preallocate @cap slots (memory is touched only as slots are used). 0 or -ENOMEM. */
+int conn_table_init(struct conn_table *t, uint32_t cap);
+void conn_table_destroy(struct conn_table *t);
+
+/** A zeroed OPEN connection for @fd, or NULL when all slots are taken. */
+struct conn *conn_table_alloc(struct conn_table *t, int fd);
+
+/** Return @c's slot; its generation moves on so late completions are recognised. */
+void conn_table_free(struct conn_table *t, struct conn *c);
+
+/** The connection a completion refers to, or NULL if that slot has moved on since. */
+static inline struct conn *conn_table_lookup(struct conn_table *t, uint32_t slot, uint32_t gen)
+{
+    if (slot >= t->cap)
+        return NULL;
+    struct conn *c = &t->slots[slot];
+    return c->state != CONN_FREE && c->gen == gen ? c : NULL;
+}
+
+#endif

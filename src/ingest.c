@@ -1,0 +1,143 @@
+/* Ingest: received bytes to whole frames in the log, as far as flow control allows. */
+#include "ringcast/ingest.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "ringcast/alloc.h"
+
+/* Append whole frames from @origin, if flow control and the log's room allow. */
+static enum ingest_result append(struct ingest *in, uint32_t origin, struct fanout_client *out,
+                                 const uint8_t *p, size_t len, size_t nframes)
+{
+    struct bcast *log = in->log;
+    uint64_t units = bcast_append_units(log, origin, len);
+    if (!flow_may_append(in->flow, in->echo ? FLOW_NONE : origin, log->vhead, units))
+        return INGEST_PAUSED;
+    if (!bcast_fits(log, len) && !(in->make_room && in->make_room(in->ctx, len)))
+        return INGEST_PAUSED;
+    uint64_t at = bcast_append(log, origin, p, len, (uint32_t)nframes);
+    fanout_published(in->fanout, out, at, len);
+    in->stats->frames_in += nframes;
+    in->stats->bytes_in += len;
+    if (in->on_frames)
+        in->on_frames(in->ctx, origin, p, len);
+    return INGEST_DONE;
+}
+
+static void partial_drop(struct ingest *in, struct ingest_client *ic)
+{
+    *in->held_bytes -= frame_partial_reset(&ic->partial);
+    ic->partial_complete = false;
+}
+
+enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint32_t origin,
+                               struct fanout_client *out, const uint8_t *p, size_t len,
+                               size_t *used)
+{
+    size_t pos = 0;
+    enum ingest_result r = INGEST_DONE;
+    *used = 0;
+    if (ic->closed)
+        return INGEST_CLOSED;
+    while (pos < len || ic->partial_complete) {
+        if (ic->partial_complete) {
+            /* A frame assembled across buffers goes into the log in one piece. */
+            r = append(in, origin, out, ic->partial.buf, ic->partial.len, 1);
+            if (r != INGEST_DONE)
+                break;
+            partial_drop(in, ic);
+            continue;
+        }
+        if (ic->partial.len == 0) {
+            /* The common case: whole frames straight from the receive buffer, one append. */
+            struct frame_scan s;
+            frame_scan(in->framing, p + pos, len - pos, in->max_frame, &s);
+            if (s.complete) {
+                r = append(in, origin, out, p + pos, s.complete, s.nframes);
+                if (r != INGEST_DONE)
+                    break;
+                pos += s.complete;
+            }
+            if (s.too_long) {
+                r = INGEST_TOO_LONG;
+                break;
+            }
+            if (pos == len)
+                break;
+        }
+        /* The rest starts (or continues) a frame that ends in a later buffer. */
+        size_t took;
+        int64_t grown;
+        enum frame_feed f = frame_partial_feed(&ic->partial, in->framing, in->max_frame, p + pos,
+                                               len - pos, &took, &grown);
+        *in->held_bytes += (uint64_t)grown;
+        if (f == FRAME_TOO_LONG) {
+            r = INGEST_TOO_LONG;
+            break;
+        }
+        if (f == FRAME_NOMEM) {
+            r = INGEST_NOMEM;
+            break;
+        }
+        pos += took;
+        if (f == FRAME_COMPLETE)
+            ic->partial_complete = true;
+    }
+    *used = pos;
+    return r;
+}
+
+int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, size_t len)
+{
+    if (len == 0)
+        return 0;
+    uint32_t keep = ic->stash_len - ic->stash_off;
+    if (ic->stash_off && keep)
+        memmove(ic->stash, ic->stash + ic->stash_off, keep);
+    ic->stash_off = 0;
+    ic->stash_len = keep;
+    if ((uint64_t)keep + len > ic->stash_cap) {
+        uint64_t cap = (uint64_t)keep + len;
+        if (cap > UINT32_MAX)
+            return -ENOMEM;
+        uint8_t *grown = rc_realloc(ic->stash, cap);
+        if (!grown)
+            return -ENOMEM;
+        *in->held_bytes += cap - ic->stash_cap;
+        ic->stash = grown;
+        ic->stash_cap = (uint32_t)cap;
+    }
+    memcpy(ic->stash + keep, p, len);
+    ic->stash_len = keep + (uint32_t)len;
+    return 0;
+}
+
+static void stash_free(struct ingest *in, struct ingest_client *ic)
+{
+    *in->held_bytes -= ic->stash_cap;
+    rc_free(ic->stash);
+    ic->stash = NULL;
+    ic->stash_len = ic->stash_off = ic->stash_cap = 0;
+}
+
+enum ingest_result ingest_resume(struct ingest *in, struct ingest_client *ic, uint32_t origin,
+                                 struct fanout_client *out)
+{
+    size_t used;
+    const uint8_t *p = ic->stash ? ic->stash + ic->stash_off : NULL;
+    enum ingest_result r =
+        ingest_feed(in, ic, origin, out, p, ic->stash_len - ic->stash_off, &used);
+    ic->stash_off += (uint32_t)used;
+    if (r == INGEST_DONE && ic->stash)
+        stash_free(in, ic);
+    return r;
+}
+
+void ingest_close(struct ingest *in, struct ingest_client *ic)
+{
+    ic->closed = true;
+    partial_drop(in, ic);
+    if (ic->stash)
+        stash_free(in, ic);
+}

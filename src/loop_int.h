@@ -1,0 +1,135 @@
+/*
+ * The server loop's private state, shared by the files of the loop family: loop.c (the data
+ * path: completions, verdicts, sends), accept.c (new connections, descriptor exhaustion),
+ * lifecycle.c (signals, the tick, the drain) and loop_setup.c (creation and teardown). Only these
+ * files prepare SQEs; the pure modules (ingest, fanout, flow, bcast) decide, the loop acts.
+ */
+#ifndef RINGCAST_LOOP_INT_H
+#define RINGCAST_LOOP_INT_H
+
+#include <liburing.h>
+#include <linux/time_types.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+
+#include "conn.h"
+#include "httpd.h"
+#include "loop.h"
+#include "ringcast/bcast.h"
+#include "ringcast/fanout.h"
+#include "ringcast/flow.h"
+#include "ringcast/ingest.h"
+#include "ringcast/opts.h"
+#include "ringcast/ring.h"
+#include "ringcast/stats.h"
+#include "userdata.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define NSEC 1000000000ull
+#define TICK_NS (100 * 1000 * 1000ull)
+#define ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
+#define RECV_BUF_COUNT 256u
+#define RECV_BUF_SIZE (64u << 10)
+#define RECV_BGID 1
+#define SQ_ENTRIES 4096u
+#define CQ_ENTRIES 65536u
+/* Descriptors besides clients: listener, ring, signalfd, spare, stdio and some slack. */
+#define FD_RESERVE 32u
+/* Paused publishers retried per batch at most: bounds the work one batch does for them. */
+#define RESUME_PER_BATCH 256u
+
+/* A singly linked list of slots through one of struct conn's next_* fields. */
+struct slot_list {
+    uint32_t head, tail;
+};
+
+struct loop {
+    const struct opts *o;
+    struct io_uring ring;
+    bool ring_ready;
+    struct ring_features feat;
+    struct ring_bufs bufs;
+    struct bcast log;
+    struct flow flow;
+    struct fanout fanout;
+    struct ingest ingest;
+    bool log_registered; /* the log is a fixed buffer for SEND_ZC */
+    bool log_register_tried;
+    bool zc_refused; /* a zero-copy send failed to pin its pages: copy from now on */
+    struct conn_table conns;
+    uint64_t held_bytes; /* partial frames, stashes and drop remainders: --max-partial-memory */
+
+    int listen_fd;
+    int signal_fd;
+    int spare_fd; /* released on EMFILE to shed one connection cleanly (libuv's trick) */
+    bool accept_armed;
+    rlim_t accept_fd_limit; /* RLIMIT_NOFILE when the accept was armed */
+    rlim_t fd_limit_seen;   /* to report a change once */
+    uint64_t accept_resume_ns;
+
+    struct slot_list paused; /* publishers waiting for flow control, oldest first */
+    struct slot_list doomed; /* verdicts to apply at the end of the batch */
+    struct slot_list rearm;  /* recvs to arm at the end of the batch */
+    struct slot_list reap;   /* slots to free at the end of the batch */
+    uint32_t nopen;
+    bool head_moved; /* the log grew in this batch: clients need their sends */
+
+    bool draining, done;
+    uint64_t drain_deadline_ns, hard_deadline_ns;
+    uint64_t now_ns;
+    uint64_t next_stats_ns, last_reject_log_ns;
+    uint64_t rejects_unlogged;
+    struct stats stats, stats_prev;
+
+    struct signalfd_siginfo siginfo;
+    struct __kernel_timespec tick_ts;
+
+    struct httpd httpd; /* --metrics */
+    bool httpd_on;
+    uint64_t start_ns;
+    uint64_t watchdog_ns, next_watchdog_ns; /* systemd watchdog period, 0 when off */
+    uint64_t next_status_ns;
+    uint32_t status_clients; /* client count last sent in STATUS= */
+    char features[256];
+};
+
+/* ---- loop.c ---- */
+uint64_t loop_clock_ns(void);
+struct io_uring_sqe *loop_sqe(struct loop *l, enum ud_op op, const struct conn *c);
+void loop_cancel(struct loop *l, enum ud_op op, const struct conn *c);
+/* Register a new connection (accept.c) and start reading it. */
+void loop_conn_open(struct loop *l, struct conn *c);
+/* A verdict: @c closes with @reason at the end of the batch. */
+void loop_doom(struct loop *l, struct conn *c, enum disconnect_reason reason);
+/* Whether @c is open and no verdict is pending on it. */
+static inline bool conn_live(const struct conn *c)
+{
+    return c->state == CONN_OPEN && !c->doomed;
+}
+/* Give @c its send if it has anything pending (or finish its drain). */
+void loop_try_send(struct loop *l, struct conn *c);
+/* Stop reading @c (drain, errors). */
+void loop_stop_reading(struct loop *l, struct conn *c);
+/* Apply the verdicts of the batch, then free the slots whose last completion came. */
+void loop_apply_verdicts(struct loop *l);
+/* Point the pure modules at the loop's log, flow and counters (loop_setup.c calls it). */
+void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace);
+
+/* ---- accept.c ---- */
+void accept_arm(struct loop *l);
+void accept_on_cqe(struct loop *l, int res, unsigned flags);
+void accept_log_rejects(struct loop *l, bool force);
+rlim_t accept_fd_limit_now(void);
+
+/* ---- lifecycle.c ---- */
+void lifecycle_arm(struct loop *l);
+void lifecycle_on_signal(struct loop *l, int res);
+void lifecycle_on_tick(struct loop *l);
+/* Shutting down and all of @c's output is in its socket: FIN, then close once acknowledged. */
+void lifecycle_drain_done(struct loop *l, struct conn *c);
+
+#endif

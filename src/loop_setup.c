@@ -1,0 +1,279 @@
+/* Creating and destroying a loop: the ring, the buffers, the log, the listeners; /metrics. */
+#include "loop_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ringcast/alloc.h"
+#include "ringcast/frame.h"
+#include "ringcast/metrics.h"
+#include "ringcast/netaddr.h"
+#include "say.h"
+#include "sysd.h"
+
+/* /metrics: the counters plus gauges gathered now. O(clients), once per scrape. */
+static int render_metrics(void *ctx, struct metrics_buf *out)
+{
+    struct loop *l = ctx;
+    uint64_t pending = 0, max_backlog = 0;
+    for (uint32_t i = 0; i < l->conns.nactive; i++) {
+        const struct conn *c = &l->conns.slots[l->conns.active[i]];
+        if (!conn_live(c))
+            continue;
+        uint64_t p = fanout_owed(&l->fanout, &c->out);
+        pending += p;
+        if (p > max_backlog)
+            max_backlog = p;
+    }
+    struct metrics_snapshot m = {
+        .stats = &l->stats,
+        .version = RINGCAST_VERSION,
+        .features = l->features,
+        .uptime_seconds = (double)(loop_clock_ns() - l->start_ns) / NSEC,
+        .clients = l->nopen,
+        .pending_bytes = pending,
+        .max_backlog_bytes = max_backlog,
+        .partial_bytes = l->held_bytes,
+        .log_capacity_bytes = l->log.cap,
+    };
+    return metrics_render(&m, out);
+}
+
+/* Keepalive timing is copied to accepted sockets: a vanished peer is found in about 2 min. */
+static void set_keepalive_timing(int fd)
+{
+    int idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static int listen_on(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out, char *err,
+                     size_t errlen)
+{
+    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->sa.sa_family == AF_INET6) /* "::" takes IPv4 too, whatever the sysctl says */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (backlog <= 0) {
+        FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+        if (!f || fscanf(f, "%d", &backlog) != 1 || backlog <= 0)
+            backlog = 4096;
+        if (f)
+            fclose(f);
+    }
+    if (bind(fd, &addr->sa, alen) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        char a[NETADDR_STRLEN];
+        snprintf(err, errlen, "cannot listen on %s: %s", netaddr_format(addr, a, sizeof(a)),
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* The relay and metrics listeners: passed in by systemd, or bound here. */
+static int open_listeners(struct loop *l, int metrics_fd, union netaddr *bound, char *err,
+                          size_t errlen)
+{
+    const struct opts *o = l->o;
+    if (l->listen_fd < 0) {
+        union netaddr addr;
+        socklen_t alen;
+        if (netaddr_parse(o->address, o->port, &addr, &alen) < 0) {
+            snprintf(err, errlen, "invalid address '%s': expected an IPv4 or IPv6 literal",
+                     o->address);
+            return -EINVAL;
+        }
+        int ret = listen_on(&addr, alen, o->backlog, &l->listen_fd, err, errlen);
+        if (ret < 0)
+            return ret;
+    }
+    set_keepalive_timing(l->listen_fd);
+    socklen_t blen = sizeof(*bound);
+    getsockname(l->listen_fd, &bound->sa, &blen);
+
+    if (metrics_fd < 0 && o->metrics[0]) {
+        union netaddr addr;
+        socklen_t alen;
+        netaddr_parse_hostport(o->metrics, &addr, &alen); /* validated by opts */
+        int ret = listen_on(&addr, alen, 64, &metrics_fd, err, errlen);
+        if (ret < 0)
+            return ret;
+    }
+    if (metrics_fd >= 0) {
+        int ret = httpd_init(&l->httpd, &l->ring, metrics_fd, render_metrics, l);
+        if (ret < 0) {
+            snprintf(err, errlen, "metrics: cannot set up receive buffers: %s", strerror(-ret));
+            return ret;
+        }
+        l->httpd_on = true;
+    }
+    return 0;
+}
+
+/* The clients the descriptor limit leaves room for (process_setup raised it already). */
+static uint32_t fit_descriptor_limit(uint32_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return want;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + FD_RESERVE)
+        return want;
+    uint32_t fit = rl.rlim_cur > FD_RESERVE + 1 ? (uint32_t)(rl.rlim_cur - FD_RESERVE) : 1;
+    say_warn("--max-clients %u does not fit the descriptor limit (%llu): using %u", want,
+             (unsigned long long)rl.rlim_cur, fit);
+    return fit;
+}
+
+/* The quota in log units: --max-queue, and room for one more frame's header. */
+static uint64_t quota_for(const struct opts *o)
+{
+    return o->max_queue + FRAME_LEN32_HEADER;
+}
+
+/*
+ * The log holds what any client may pin: up to its quota when it is judged, plus what one batch
+ * of completions appends before the next judgement (every receive buffer, each a record), plus
+ * two of the longest frames, plus what zero-copy sends may pin beyond a cursor. In log units, so
+ * the index (one record per BCAST_REC_UNITS) can never run out before the bytes do. See
+ * docs/PROTOCOL.md, "Memory".
+ */
+static uint64_t log_units_for(const struct opts *o)
+{
+    uint64_t frame = o->max_frame + FRAME_LEN32_HEADER + BCAST_REC_UNITS;
+    uint64_t batch = (uint64_t)RECV_BUF_COUNT * (RECV_BUF_SIZE + 2 * BCAST_REC_UNITS);
+    return quota_for(o) + 2 * frame + batch + (o->zerocopy == ZC_OFF ? 0 : FANOUT_ZC_PIN);
+}
+
+struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed,
+                         union netaddr *bound, char *err, size_t errlen)
+{
+    struct loop *l = rc_calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        if (passed->relay >= 0)
+            close(passed->relay);
+        if (passed->metrics >= 0)
+            close(passed->metrics);
+        return NULL;
+    }
+    l->o = o;
+    l->listen_fd = passed->relay;
+    l->signal_fd = l->spare_fd = -1;
+    int metrics_fd = passed->metrics;
+    l->paused.head = l->paused.tail = l->doomed.head = l->doomed.tail = CONN_NONE;
+    l->rearm.head = l->rearm.tail = l->reap.head = l->reap.tail = CONN_NONE;
+    l->tick_ts.tv_nsec = (long long)TICK_NS;
+    uint64_t quota = quota_for(o);
+    loop_wire_modules(l, quota, o->pace_window);
+    l->now_ns = loop_clock_ns();
+
+    int ret = ring_setup(&l->ring, SQ_ENTRIES, CQ_ENTRIES, &l->feat, err, errlen);
+    if (ret < 0)
+        goto err;
+    l->ring_ready = true;
+    if (o->zerocopy == ZC_ON && !l->feat.send_zc) {
+        snprintf(err, errlen,
+                 "--zerocopy on needs IORING_OP_SEND_ZC (Linux 6.0), which this kernel lacks");
+        goto err;
+    }
+
+    ret = ring_bufs_init(&l->ring, &l->bufs, RECV_BGID, RECV_BUF_COUNT, RECV_BUF_SIZE);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot set up receive buffers: %s", strerror(-ret));
+        goto err;
+    }
+    uint64_t log_units = log_units_for(o);
+    ret = bcast_init(&l->log, log_units, log_units / BCAST_REC_UNITS + 1);
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot map the broadcast log (%llu bytes): %s",
+                 (unsigned long long)log_units, strerror(-ret));
+        goto err;
+    }
+
+    uint32_t max_clients = fit_descriptor_limit(o->max_clients);
+    l->fd_limit_seen = accept_fd_limit_now();
+    if (conn_table_init(&l->conns, max_clients) < 0) {
+        snprintf(err, errlen, "out of memory for %u client slots", max_clients);
+        goto err;
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    l->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (l->signal_fd < 0) {
+        snprintf(err, errlen, "signalfd: %s", strerror(errno));
+        goto err;
+    }
+
+    l->start_ns = l->now_ns;
+    ring_features_describe(&l->feat, l->features, sizeof(l->features));
+    ret = open_listeners(l, metrics_fd, bound, err, errlen);
+    metrics_fd = -1; /* the listeners own it now */
+    if (ret < 0)
+        goto err;
+    char addr[NETADDR_STRLEN];
+    say_always("Server started at: %s", netaddr_format(bound, addr, sizeof(addr)));
+    if (l->httpd_on) {
+        union netaddr maddr;
+        socklen_t mlen = sizeof(maddr);
+        getsockname(l->httpd.listen_fd, &maddr.sa, &mlen);
+        say_event("Metrics at: http://%s/metrics", netaddr_format(&maddr, addr, sizeof(addr)));
+    }
+    l->watchdog_ns = sysd_watchdog_period_ns();
+    if (say_verbosity() == VERB_VERBOSE) {
+        say_event("io_uring features: %s; log %llu MiB; max clients %u", l->features,
+                  (unsigned long long)(l->log.cap >> 20), max_clients);
+    }
+    return l;
+err:
+    if (metrics_fd >= 0)
+        close(metrics_fd);
+    loop_destroy(l);
+    return NULL;
+}
+
+void loop_destroy(struct loop *l)
+{
+    if (!l)
+        return;
+    for (uint32_t i = 0; l->conns.slots && i < l->conns.nactive; i++) {
+        struct conn *c = &l->conns.slots[l->conns.active[i]];
+        if (!c->fd_closed)
+            close(c->fd);
+        ingest_close(&l->ingest, &c->in);
+        c->out.inflight = false; /* the ring goes below: nothing is in flight any more */
+        fanout_release(&l->fanout, &c->out);
+    }
+    conn_table_destroy(&l->conns);
+    if (l->ring_ready) {
+        httpd_destroy(&l->httpd);
+        ring_bufs_destroy(&l->ring, &l->bufs);
+        io_uring_queue_exit(&l->ring);
+    }
+    bcast_destroy(&l->log);
+    if (l->listen_fd >= 0)
+        close(l->listen_fd);
+    if (l->signal_fd >= 0)
+        close(l->signal_fd);
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    rc_free(l);
+}
