@@ -36,6 +36,7 @@ struct conn {
     bool drained : 1;          /* shutting down: all output handed over, FIN sent */
     bool in_rearm : 1;         /* in the loop's list of recvs to arm after the batch */
     bool in_reap : 1;          /* in the loop's list of slots to free after the batch */
+    bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
     struct recvctl rx;         /* the multishot recv */
     uint32_t active_idx;       /* position in the table's dense active array */
     uint32_t next_paused;      /* paused FIFO link */

@@ -173,9 +173,14 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
         return;
     }
     if (unlikely(res <= 0)) {
-        if (res == 0)
+        if (res == 0 && (c->paused || ingest_waiting(&c->in))) {
+            /* It sent its last bytes and left while paused: they were accepted, so they are
+             * relayed first (resume_paused closes it once they are in the log). */
+            c->eof = true;
+            loop_stop_reading(l, c);
+        } else if (res == 0) {
             loop_doom(l, c, DISC_EOF);
-        else if (res == -ENOBUFS)
+        } else if (res == -ENOBUFS)
             l->stats.recv_enobufs++; /* the ring was empty: re-armed after the batch */
         else if (res != -ECANCELED)
             loop_doom(l, c, DISC_RESET);
@@ -217,7 +222,9 @@ static void resume_paused(struct loop *l)
         }
         c->paused = false;
         ingest_outcome(l, c, r, NULL, 0);
-        if (conn_live(c) && !c->out.finishing)
+        if (conn_live(c) && c->eof)
+            loop_doom(l, c, DISC_EOF);
+        else if (conn_live(c) && !c->out.finishing)
             recv_act(l, c, recvctl_want(&c->rx, true));
     }
 }

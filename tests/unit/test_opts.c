@@ -298,6 +298,24 @@ static void test_opts_max_frame_above_max_queue(void **state)
     EXPECT_ERROR("--max-frame", NULL, NULL, "--max-queue", "512K");
 }
 
+/* --pace-window: 1M by default, following a smaller --max-queue down; never above it when set. */
+static void test_opts_pace_window(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, NULL), OPTS_RUN);
+    assert_int_equal(o.pace_window, 1u << 20);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--max-queue", "64K", "--max-frame", "1K"),
+                     OPTS_RUN);
+    assert_int_equal(o.pace_window, 64u << 10);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--pace-window", "256K"), OPTS_RUN);
+    assert_int_equal(o.pace_window, 256u << 10);
+    EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "16M");
+    EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "0");
+    EXPECT_ERROR("--pace-window", NULL, NULL, "--max-queue", "1M", "--pace-window", "2M");
+}
+
 static void test_opts_unknown_flag(void **state)
 {
     (void)state;
@@ -454,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_opts_fractional_seconds_flags),
         cmocka_unit_test(test_opts_size_flags_limits),
         cmocka_unit_test(test_opts_max_frame_above_max_queue),
+        cmocka_unit_test(test_opts_pace_window),
         cmocka_unit_test(test_opts_unknown_flag),
         cmocka_unit_test(test_opts_unknown_short_flag_in_cluster),
         cmocka_unit_test(test_opts_missing_value),
