@@ -204,6 +204,29 @@ uint64_t bcast_units_at(const struct bcast *b, uint64_t off)
     return off <= r->off ? r->units : r->units + BCAST_REC_UNITS + (off - r->off);
 }
 
+uint64_t bcast_off_at_units(const struct bcast *b, uint64_t units)
+{
+    if (units >= b->vhead || b->rec_tail == b->rec_head)
+        return b->head;
+    /* The last record that starts at or below @units (or the first one). */
+    uint64_t lo = b->rec_tail, hi = b->rec_head;
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (rec_at(b, mid)->units <= units)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct bcast_rec *r = rec_at(b, lo);
+    if (units <= r->units)
+        return r->off;
+    uint64_t into = units - r->units; /* past its start: its weight, then its bytes */
+    if (into <= BCAST_REC_UNITS)
+        return r->off + (into ? 1 : 0);
+    uint64_t off = r->off + (into - BCAST_REC_UNITS);
+    return off < r->off + r->len ? off : r->off + r->len;
+}
+
 uint64_t bcast_seq_at(const struct bcast *b, uint64_t off)
 {
     if (off >= b->head || b->rec_tail == b->rec_head)

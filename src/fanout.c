@@ -15,9 +15,10 @@ static inline uint32_t skip_origin(const struct fanout *fo, uint32_t self)
     return fo->echo ? BCAST_NO_ORIGIN : self;
 }
 
-void fanout_join(const struct fanout *fo, struct fanout_client *fc)
+void fanout_join(const struct fanout *fo, struct fanout_client *fc, uint32_t self)
 {
     memset(fc, 0, sizeof(*fc));
+    fc->self = self;
     fc->cursor = fo->log->head;
     fc->vcursor = fo->log->vhead;
     fc->seq = fo->log->frames;
@@ -36,6 +37,29 @@ static void move_cursor(const struct fanout *fo, struct fanout_client *fc, uint6
     fc->vcursor = bcast_units_at(fo->log, to);
 }
 
+/* Add the ranges after the first, stepping over the client's own records between them, so one
+ * send carries everything pending even when its own frames are interleaved with others'. */
+static uint64_t more_segments(const struct fanout *fo, const struct fanout_client *fc,
+                              uint32_t self, struct fanout_send *out, uint64_t pos, uint64_t total,
+                              bool *capped)
+{
+    const struct bcast *log = fo->log;
+    while (out->niov < FANOUT_IOV_MAX && pos < log->head && total < SEND_MAX) {
+        uint64_t skipped = 0, start = pos;
+        uint64_t len = bcast_next_range(log, &start, skip_origin(fo, self), fc->own_end, &skipped);
+        if (len == 0)
+            break; /* only its own frames up to the head */
+        if (total + len > SEND_MAX) {
+            len = SEND_MAX - total;
+            *capped = true;
+        }
+        out->iov[out->niov++] = (struct iovec){.iov_base = bcast_ptr(log, start), .iov_len = len};
+        total += len;
+        pos = start + len;
+    }
+    return pos;
+}
+
 bool fanout_plan(const struct fanout *fo, struct fanout_client *fc, uint32_t self, bool zc_ok,
                  uint64_t zc_threshold, struct fanout_send *out, bool *zc)
 {
@@ -43,13 +67,16 @@ bool fanout_plan(const struct fanout *fo, struct fanout_client *fc, uint32_t sel
     *zc = false;
     if (fc->inflight)
         return false;
+    fc->self = self; /* took_from_log steps over the same records */
     if (fc->resid) {
-        *out = (struct fanout_send){.p = fc->resid + fc->resid_off,
-                                    .len = fc->resid_len - fc->resid_off,
-                                    .from_resid = true};
+        *out = (struct fanout_send){.from_resid = true, .niov = 1};
+        out->iov[0] = (struct iovec){.iov_base = fc->resid + fc->resid_off,
+                                     .iov_len = fc->resid_len - fc->resid_off};
         fc->inflight = fc->inflight_resid = true;
         fc->inflight_zc = false;
-        fc->inflight_len = out->len;
+        fc->inflight_part = fc->cursor < log->head;
+        fc->inflight_len = fc->resid_len - fc->resid_off;
+        fc->inflight_nseg = 1;
         fo->stats->sends++;
         return true;
     }
@@ -61,40 +88,47 @@ bool fanout_plan(const struct fanout *fo, struct fanout_client *fc, uint32_t sel
         move_cursor(fo, fc, start);
         fc->seq = bcast_seq_at(log, start);
     }
-    /* The range ends at head or at one of its own records: a frame boundary whose sequence
-     * number says how many frames the send carries. */
-    fc->inflight_end_seq = len ? bcast_seq_at(log, start + len) : fc->seq;
-    fc->inflight_vend = start + len == log->head ? log->vhead : 0;
     if (fc->finishing) {
         if (fc->close_at == UINT64_MAX)
             fc->close_at = bcast_frame_end(log, fo->framing, fc->cursor);
         len = fc->close_at > start ? fc->close_at - start : 0;
-        fc->inflight_end_seq = fc->seq; /* not a known boundary: not counted */
-        fc->inflight_vend = 0;
     }
     if (len == 0)
         return false;
+    bool capped = false;
     if (len > SEND_MAX) {
         len = SEND_MAX;
-        fc->inflight_end_seq = fc->seq; /* the next send counts those frames */
-        fc->inflight_vend = 0;
+        capped = true;
     }
     if (zc_ok && fc->zc_count < FANOUT_ZC_MAX && len >= zc_threshold &&
         (zc_threshold == 0 || !fc->zc_copied) &&
         (fc->zc_count == 0 || start - fc->zc_start[fc->zc_head] < FANOUT_ZC_WINDOW)) {
-        *zc = true;
+        *zc = true; /* one range only: SEND_ZC takes one buffer */
         if (len > FANOUT_ZC_WINDOW) {
             len = FANOUT_ZC_WINDOW;
-            fc->inflight_end_seq = fc->seq;
-            fc->inflight_vend = 0;
+            capped = true;
         }
     }
-    *out = (struct fanout_send){.p = bcast_ptr(log, start), .len = (uint32_t)len, .log_off = start};
+    *out = (struct fanout_send){.niov = 1};
+    out->iov[0] = (struct iovec){.iov_base = bcast_ptr(log, start), .iov_len = len};
+    uint64_t end = start + len;
+    if (!*zc && !fc->finishing && !capped)
+        end = more_segments(fo, fc, self, out, end, len, &capped);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < out->niov; i++)
+        total += out->iov[i].iov_len;
+    /* Each range ends at head or at one of its own records: a frame boundary whose sequence
+     * number says how many frames the send carries. Not so after a cap, or when finishing
+     * (0: the next send counts those frames). */
+    fc->inflight_end_seq = capped || fc->finishing ? 0 : bcast_seq_at(log, end);
+    fc->inflight_vend = end == log->head ? log->vhead : 0;
     fc->inflight = true;
     fc->inflight_resid = false;
     fc->inflight_zc = *zc;
+    fc->inflight_part = end < log->head;
     fc->inflight_start = start;
-    fc->inflight_len = (uint32_t)len;
+    fc->inflight_len = (uint32_t)total;
+    fc->inflight_nseg = (uint8_t)out->niov;
     fo->stats->sends++;
     if (*zc)
         fo->stats->zc_sends++;
@@ -109,6 +143,56 @@ static void resid_free(const struct fanout *fo, struct fanout_client *fc)
     rc_free(fc->resid);
     fc->resid = NULL;
     fc->resid_len = fc->resid_off = 0;
+}
+
+/*
+ * The socket took @res bytes of the send in flight: walk its ranges again (the log only grew
+ * since, and they end at the same records) to move the cursor past them and past the client's
+ * own records between them, and to count the frames each whole range delivered.
+ */
+static void took_from_log(const struct fanout *fo, struct fanout_client *fc, uint64_t res)
+{
+    const struct bcast *log = fo->log;
+    uint32_t self_skip = fo->echo ? BCAST_NO_ORIGIN : fc->self;
+    uint64_t pos = fc->inflight_start, left = fc->inflight_len, frames = 0;
+    for (unsigned i = 0; i < fc->inflight_nseg && res > 0; i++) {
+        uint64_t seglen = left;
+        if (i > 0) {
+            uint64_t skipped = 0, start = pos;
+            uint64_t len = bcast_next_range(log, &start, self_skip, fc->own_end, &skipped);
+            fc->own_ahead -= skipped;
+            pos = start;
+            fc->seq = bcast_seq_at(log, pos); /* a record's start: exact */
+            if (i + 1 < fc->inflight_nseg)
+                seglen = len;
+        } else if (fc->inflight_nseg > 1) {
+            uint64_t skipped = 0, start = pos;
+            seglen = bcast_next_range(log, &start, self_skip, fc->own_end, &skipped);
+        }
+        if (res < seglen) {
+            pos += res; /* mid-range: its frames are counted by a later send */
+            break;
+        }
+        pos += seglen;
+        res -= seglen;
+        left -= seglen;
+        uint64_t end_seq =
+            i + 1 == fc->inflight_nseg ? fc->inflight_end_seq : bcast_seq_at(log, pos);
+        if (end_seq > fc->seq) {
+            frames += end_seq - fc->seq;
+            fc->seq = end_seq;
+        }
+    }
+    if (left == 0 && fc->inflight_vend) {
+        fc->cursor = pos;
+        fc->vcursor = fc->inflight_vend;
+    } else {
+        move_cursor(fo, fc, pos);
+    }
+    if (frames) {
+        fo->stats->deliveries += frames;
+        stats_observe_batch(fo->stats, frames);
+    }
 }
 
 enum fanout_sent fanout_sent(const struct fanout *fo, struct fanout_client *fc, int res)
@@ -128,24 +212,13 @@ enum fanout_sent fanout_sent(const struct fanout *fo, struct fanout_client *fc, 
         }
     } else if (res > 0) {
         fo->stats->bytes_out += (uint64_t)res;
-        if ((uint32_t)res == fc->inflight_len && fc->inflight_vend) {
-            fc->cursor = fc->inflight_start + (uint64_t)res;
-            fc->vcursor = fc->inflight_vend;
-        } else {
-            move_cursor(fo, fc, fc->inflight_start + (uint64_t)res);
-        }
-        if ((uint32_t)res == fc->inflight_len && fc->inflight_end_seq > fc->seq) {
-            uint64_t frames = fc->inflight_end_seq - fc->seq;
-            fc->seq = fc->inflight_end_seq;
-            fo->stats->deliveries += frames;
-            stats_observe_batch(fo->stats, frames);
-        }
+        took_from_log(fo, fc, (uint64_t)res);
     }
     if (res < 0 && res != -EAGAIN)
         return FANOUT_SENT_ERROR;
     if (res < 0 || (uint32_t)res < fc->inflight_len)
         return FANOUT_SENT_SHORT;
-    return FANOUT_SENT_ALL;
+    return fc->inflight_part ? FANOUT_SENT_PART : FANOUT_SENT_ALL;
 }
 
 void fanout_zc_pending(struct fanout_client *fc, uint64_t start)
@@ -195,7 +268,7 @@ uint64_t fanout_owed(const struct fanout *fo, const struct fanout_client *fc)
 }
 
 /*
- * Drop policy: discard the oldest frames queued for @fc, keeping about keep_on_drop bytes of the
+ * Drop policy: discard the oldest frames queued for @fc, keeping about keep_on_drop units of the
  * newest, so it soon receives current data again and is not judged again at once. A frame
  * already partly sent is finished first (its rest copied aside, since its log bytes are let go).
  */
@@ -204,8 +277,19 @@ static enum fanout_verdict drop_backlog(const struct fanout *fo, struct fanout_c
 {
     const struct bcast *log = fo->log;
     uint64_t frame_end = bcast_frame_end(log, fo->framing, fc->cursor);
-    uint64_t resume =
-        log->head > frame_end + fo->keep_on_drop ? log->head - fo->keep_on_drop : frame_end;
+    /* Frames a short send already delivered whole are deliveries, not drops. */
+    uint64_t done =
+        bcast_seq_at_boundary(log, fo->framing, frame_end) - (frame_end > fc->cursor ? 1 : 0);
+    if (done > fc->seq) {
+        fo->stats->deliveries += done - fc->seq;
+        fc->seq = done;
+    }
+    /* Keep about keep_on_drop log units of the newest frames: counted in units, like the quota,
+     * so a backlog of tiny interleaved frames shrinks as much as one of large ones. */
+    uint64_t target = log->vhead > fo->keep_on_drop ? log->vhead - fo->keep_on_drop : 0;
+    uint64_t resume = bcast_off_at_units(log, target);
+    if (resume < frame_end)
+        resume = frame_end;
     resume = bcast_frame_end(log, fo->framing, resume);
     if (frame_end > fc->cursor) {
         assert(!fc->resid); /* sends come from a resid first, so the cursor is on a boundary */

@@ -391,18 +391,33 @@ void loop_try_send(struct loop *l, struct conn *c)
         return;
     }
     struct io_uring_sqe *sqe;
+    const uint8_t *p = s.iov[0].iov_base;
+    size_t len = s.iov[0].iov_len;
     if (zc) {
         unsigned zc_flags = l->feat.zc_report_usage ? IORING_SEND_ZC_REPORT_USAGE : 0;
         register_log_once(l);
         sqe = loop_sqe(l, OP_SEND_ZC, c);
         if (l->log_registered)
-            io_uring_prep_send_zc_fixed(sqe, c->fd, s.p, s.len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                                        zc_flags, 0);
+            io_uring_prep_send_zc_fixed(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags,
+                                        0);
         else
-            io_uring_prep_send_zc(sqe, c->fd, s.p, s.len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags);
-    } else {
+            io_uring_prep_send_zc(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, zc_flags);
+    } else if (s.niov == 1) {
         sqe = loop_sqe(l, OP_SEND, c);
-        io_uring_prep_send(sqe, c->fd, s.p, s.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else {
+        /* Several ranges around its own frames: one sendmsg. The kernel copies the msghdr and
+         * iovecs when it takes the SQE (IORING_FEAT_SUBMIT_STABLE, Linux 5.5), so they live
+         * in a scratch pool that is reused after each submit. */
+        if (l->msg_used == LOOP_MSG_POOL) {
+            io_uring_submit(&l->ring);
+            l->msg_used = 0;
+        }
+        struct loop_msg *m = &l->msg_pool[l->msg_used++];
+        memcpy(m->iov, s.iov, s.niov * sizeof(s.iov[0]));
+        m->hdr = (struct msghdr){.msg_iov = m->iov, .msg_iovlen = s.niov};
+        sqe = loop_sqe(l, OP_SEND, c);
+        io_uring_prep_sendmsg(sqe, c->fd, &m->hdr, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
 }
 
@@ -538,7 +553,7 @@ void loop_apply_verdicts(struct loop *l)
 void loop_conn_open(struct loop *l, struct conn *c)
 {
     /* Registered now: it gets every frame whose last byte arrives from here on. */
-    fanout_join(&l->fanout, &c->out);
+    fanout_join(&l->fanout, &c->out, c->slot);
     /* The kernel copies on loopback whatever we ask: `auto` never tries zero-copy there, so a
      * local reader that stops cannot pin log pages (see fanout_judge). */
     c->out.zc_copied = netaddr_is_loopback(&c->peer);
@@ -557,7 +572,7 @@ static void on_send(struct loop *l, struct conn *c, int res)
         maybe_finish_close(l, c);
         return;
     }
-    if (!c->out.finishing)
+    if (conn_live(c) && !c->out.finishing) /* a doomed client left the flow already */
         flow_advance(&l->flow, c->slot, c->out.vcursor);
     if (unlikely(r == FANOUT_SENT_ERROR)) {
         loop_doom(l, c, c->out.finishing ? DISC_FRAME_TOO_LONG : DISC_RESET);
@@ -569,6 +584,11 @@ static void on_send(struct loop *l, struct conn *c, int res)
             arm_poll(l, c);
             judge(l, c);
         }
+    } else if (r == FANOUT_SENT_PART) {
+        /* It took all, but the send stopped short of what was pending (at one of its own
+         * frames, a remainder, a size cap): it is behind by the rest, so it is judged too. */
+        if (conn_live(c) && judge(l, c))
+            loop_try_send(l, c);
     } else {
         loop_try_send(l, c);
     }
@@ -676,6 +696,8 @@ static void after_batch(struct loop *l)
         flush_clients(l);
     }
     loop_apply_verdicts(l);
+    if (unlikely(flow_stale(&l->flow))) /* a leader went with the verdicts */
+        rebuild_flow(l);
     ring_bufs_publish(&l->bufs);
     if (unlikely(!l->accept_armed && !l->draining && l->now_ns >= l->accept_resume_ns))
         accept_arm(l);
@@ -691,6 +713,7 @@ int loop_run(struct loop *l)
     l->next_stats_ns = l->now_ns + (uint64_t)(l->o->stats_interval * NSEC);
     while (!l->done) {
         int ret = io_uring_submit_and_wait(&l->ring, 1);
+        l->msg_used = 0; /* every sendmsg's header was taken with its SQE */
         if (unlikely(ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
                      ret != -ETIME)) {
             say_error("io_uring_submit_and_wait: %s", strerror(-ret));

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 
 #include "conn.h"
 #include "httpd.h"
@@ -42,6 +43,14 @@
 /* Paused publishers retried per batch at most: bounds the work one batch does for them. */
 #define RESUME_PER_BATCH 256u
 
+/* sendmsg headers prepared in one batch, at most (then the loop submits early). */
+#define LOOP_MSG_POOL 256u
+
+struct loop_msg {
+    struct msghdr hdr;
+    struct iovec iov[FANOUT_IOV_MAX];
+};
+
 /* A singly linked list of slots through one of struct conn's next_* fields. */
 struct slot_list {
     uint32_t head, tail;
@@ -62,6 +71,8 @@ struct loop {
     bool zc_refused; /* a zero-copy send failed to pin its pages: copy from now on */
     struct conn_table conns;
     uint64_t held_bytes; /* partial frames, stashes and drop remainders: --max-partial-memory */
+    struct loop_msg msg_pool[LOOP_MSG_POOL];
+    unsigned msg_used;
 
     int listen_fd;
     int signal_fd;

@@ -156,7 +156,9 @@ static uint64_t log_units_for(const struct opts *o)
 {
     uint64_t frame = o->max_frame + FRAME_LEN32_HEADER + BCAST_REC_UNITS;
     uint64_t batch = (uint64_t)RECV_BUF_COUNT * (RECV_BUF_SIZE + 2 * BCAST_REC_UNITS);
-    return quota_for(o) + 2 * frame + batch + (o->zerocopy == ZC_OFF ? 0 : FANOUT_ZC_PIN);
+    /* The oldest record is kept whole for parsing: up to one record before the oldest pin. */
+    uint64_t record = BCAST_REC_MAX_LEN;
+    return quota_for(o) + 2 * frame + batch + record + (o->zerocopy == ZC_OFF ? 0 : FANOUT_ZC_PIN);
 }
 
 struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed,

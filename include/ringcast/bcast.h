@@ -82,6 +82,12 @@ uint64_t bcast_append(struct bcast *b, uint32_t origin, const void *p, size_t le
  */
 uint64_t bcast_units_at(const struct bcast *b, uint64_t off);
 
+/**
+ * The lowest offset in [tail, head] whose units (bcast_units_at) are at least @units: where a
+ * reader must be to hold at most vhead - @units. O(log records).
+ */
+uint64_t bcast_off_at_units(const struct bcast *b, uint64_t units);
+
 /** Forget everything before @new_tail (tail <= new_tail <= head). */
 void bcast_release(struct bcast *b, uint64_t new_tail);
 

@@ -17,11 +17,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "ringcast/bcast.h"
 #include "ringcast/opts.h"
 #include "ringcast/stats.h"
 
+/* Ranges one send may carry (stepping over the client's own records between them). */
+#define FANOUT_IOV_MAX 8u
 /* Zero-copy sends a client may have un-notified at once; past it, plain sends. */
 #define FANOUT_ZC_MAX 4u
 /*
@@ -48,10 +51,13 @@ struct fanout_client {
     uint8_t *resid;                   /* drop policy: rest of a partly sent frame, kept aside */
     uint32_t resid_len, resid_off;
     uint32_t inflight_len;
+    uint32_t self;         /* its slot: the origin of its own records */
+    uint8_t inflight_nseg; /* ranges in the send in flight */
     uint8_t zc_head, zc_count;
     bool inflight : 1;       /* a send is planned or in flight */
     bool inflight_resid : 1; /* ... from resid, not the log */
     bool inflight_zc : 1;    /* ... zero-copy */
+    bool inflight_part : 1;  /* ... stopping short of what was pending when planned */
     bool finishing : 1;      /* frame too long: send up to close_at, then close */
     bool zc_copied : 1;      /* notifications said the kernel copied: plain sends from now */
 };
@@ -62,21 +68,30 @@ struct fanout {
     bool echo;
     enum slow_policy policy;
     uint64_t quota;        /* log units a client may hold */
-    uint64_t keep_on_drop; /* bytes of the newest frames a dropped client keeps */
+    uint64_t keep_on_drop; /* log units of the newest frames a dropped client keeps */
     struct stats *stats;
     uint64_t *held_bytes; /* memory outside the log held for clients (resids counted here) */
 };
 
-/* One send to prepare. */
+/* One send to prepare: one buffer (send, zero-copy send) or several (sendmsg). */
 struct fanout_send {
-    const uint8_t *p;
-    uint32_t len;
-    uint64_t log_off; /* where p is in the log (from_resid: unused) */
+    struct iovec iov[FANOUT_IOV_MAX];
+    unsigned niov;
     bool from_resid;
 };
 
+/** The bytes a planned send carries. */
+static inline size_t fanout_send_len(const struct fanout_send *s)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < s->niov; i++)
+        n += s->iov[i].iov_len;
+    return n;
+}
+
 enum fanout_sent {
-    FANOUT_SENT_ALL,   /* the socket took everything: plan the next send */
+    FANOUT_SENT_ALL,   /* the socket took everything, up to what was the head: send again */
+    FANOUT_SENT_PART,  /* it took everything, but more was pending when it was planned */
     FANOUT_SENT_SHORT, /* the socket is full: wait until it is writable */
     FANOUT_SENT_ERROR, /* the connection failed */
 };
@@ -89,8 +104,8 @@ enum fanout_verdict {
     FANOUT_FINISHED, /* finishing and all sent: write the error line and close */
 };
 
-/** A client joins: it gets every frame appended from now on. */
-void fanout_join(const struct fanout *fo, struct fanout_client *fc);
+/** A client (slot @self) joins: it gets every frame appended from now on. */
+void fanout_join(const struct fanout *fo, struct fanout_client *fc, uint32_t self);
 
 /** @fc (slot @self) appended [@at, @at + @len) to the log. */
 void fanout_published(const struct fanout *fo, struct fanout_client *fc, uint64_t at, size_t len);

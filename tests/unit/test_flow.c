@@ -1,0 +1,348 @@
+/*
+ * Flow control: the two most advanced receivers, stale leaders, and whether a publisher may append
+ * (its own reach excluded, echo counting everyone, the window, appends longer than the window).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "ringcast/flow.h"
+
+#define PACE 1000u
+
+/* ---- leader tracking ----------------------------------------------------------------------- */
+
+static void test_flow_init_has_no_receiver(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    assert_false(flow_stale(&f));
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 123), 123);
+    assert_int_equal(flow_leader_reach(&f, 4, 77), 77);
+}
+
+static void test_flow_advance_tracks_leader(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 100);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 100);
+    flow_advance(&f, 2, 50);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 100);
+    flow_advance(&f, 2, 300); /* the second overtakes the first */
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 300);
+    assert_int_equal(flow_leader_reach(&f, 2, 500), 100); /* 2 is not its own receiver */
+    assert_int_equal(flow_leader_reach(&f, 1, 500), 300);
+    /* A third more advanced than both: the least advanced of the two is forgotten. */
+    flow_advance(&f, 3, 400);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 400);
+    assert_int_equal(flow_leader_reach(&f, 3, 500), 300);
+    /* A third between the two displaces the second. */
+    flow_advance(&f, 4, 350);
+    assert_int_equal(flow_leader_reach(&f, 3, 500), 350);
+    /* One behind both changes nothing. */
+    flow_advance(&f, 5, 10);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 400);
+    assert_int_equal(flow_leader_reach(&f, 3, 500), 350);
+    assert_false(flow_stale(&f));
+}
+
+/* The leader moving again stays the leader, and the second moving past it swaps them. */
+static void test_flow_advance_same_slot_updates(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 7, 10);
+    flow_advance(&f, 8, 5);
+    flow_advance(&f, 7, 20);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 100), 20);
+    assert_int_equal(flow_leader_reach(&f, 7, 100), 5);
+    flow_advance(&f, 8, 30);
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 100), 30);
+    assert_int_equal(flow_leader_reach(&f, 8, 100), 20);
+    assert_int_equal(flow_leader_reach(&f, 7, 100), 30);
+}
+
+/* Only one receiver: for itself there is none, so its appends are not held back by anyone. */
+static void test_flow_single_receiver_is_not_its_own(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 0);
+    assert_int_equal(flow_leader_reach(&f, 1, 5000), 5000);
+    assert_true(flow_may_append(&f, 1, 5000, 10));
+    /* Echo: it receives its own frames, so it counts. */
+    assert_false(flow_may_append(&f, FLOW_NONE, 5000, 10));
+    /* Anyone else: it is the receiver. */
+    assert_false(flow_may_append(&f, 2, 5000, 10));
+}
+
+static void test_flow_forget_leader_makes_stale(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 100);
+    flow_advance(&f, 2, 50);
+    flow_advance(&f, 3, 10);
+    /* Not one of the two tracked: nothing changes. */
+    flow_forget(&f, 3);
+    assert_false(flow_stale(&f));
+    flow_forget(&f, 9);
+    assert_false(flow_stale(&f));
+    flow_forget(&f, FLOW_NONE);
+    assert_false(flow_stale(&f));
+    /* The second one leaving: the third best is unknown. */
+    flow_forget(&f, 2);
+    assert_true(flow_stale(&f));
+    /* The owner rebuilds from the receivers that stay. */
+    flow_reset(&f);
+    assert_false(flow_stale(&f));
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 700), 700);
+    flow_advance(&f, 1, 100);
+    flow_advance(&f, 3, 10);
+    assert_int_equal(flow_leader_reach(&f, 1, 700), 10);
+    /* The leader leaving makes it stale too. */
+    flow_forget(&f, 1);
+    assert_true(flow_stale(&f));
+}
+
+static void test_flow_reset_forgets_everyone(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 100);
+    flow_advance(&f, 2, 200);
+    flow_forget(&f, 2);
+    flow_reset(&f);
+    assert_false(flow_stale(&f));
+    assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 5000), 5000);
+    assert_true(flow_may_append(&f, 1, 5000, PACE));
+    /* The pace survives a reset. */
+    flow_advance(&f, 3, 5000 - PACE);
+    assert_true(flow_may_append(&f, 1, 5000, 0));
+    assert_false(flow_may_append(&f, 1, 5000, 1));
+}
+
+/* Ties keep the incumbent: a receiver joining level with the leaders displaces neither. */
+static void test_flow_ties_keep_incumbent(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 100);
+    flow_advance(&f, 2, 100);
+    assert_int_equal(f.top[0].slot, 1);
+    assert_int_equal(f.top[1].slot, 2);
+    /* A third at the same reach: not tracked, so its leaving is no rebuild. */
+    flow_advance(&f, 3, 100);
+    assert_int_equal(f.top[0].slot, 1);
+    assert_int_equal(f.top[1].slot, 2);
+    flow_forget(&f, 3);
+    assert_false(flow_stale(&f));
+    /* The second drawing level with the first does not swap them... */
+    flow_advance(&f, 1, 150);
+    flow_advance(&f, 2, 150);
+    assert_int_equal(f.top[0].slot, 1);
+    assert_int_equal(f.top[1].slot, 2);
+    /* ...one step past it does. */
+    flow_advance(&f, 2, 151);
+    assert_int_equal(f.top[0].slot, 2);
+    assert_int_equal(f.top[1].slot, 1);
+}
+
+/* ---- may_append ---------------------------------------------------------------------------- */
+
+static void test_flow_no_receiver_always_appends(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    assert_true(flow_may_append(&f, 1, 0, 1));
+    assert_true(flow_may_append(&f, 1, 1u << 30, PACE));
+    assert_true(flow_may_append(&f, FLOW_NONE, 1u << 30, 100 * PACE));
+    assert_true(flow_may_append(&f, 1, UINT64_MAX / 2, UINT64_MAX / 4));
+}
+
+static void test_flow_may_append_window(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 2, 10000);
+    /* Caught up: a whole window may go. */
+    assert_true(flow_may_append(&f, 1, 10000, PACE));
+    assert_true(flow_may_append(&f, 1, 10000, 1));
+    assert_true(flow_may_append(&f, 1, 10000, 0));
+    /* Lagging by 400: 600 more is the limit. */
+    assert_true(flow_may_append(&f, 1, 10400, 600));
+    assert_false(flow_may_append(&f, 1, 10400, 601));
+    /* Lagging by the whole window: nothing but an empty append. */
+    assert_true(flow_may_append(&f, 1, 10000 + PACE, 0));
+    assert_false(flow_may_append(&f, 1, 10000 + PACE, 1));
+    /* Lagging past it. */
+    assert_false(flow_may_append(&f, 1, 10000 + 5 * PACE, 1));
+}
+
+/* The publisher is not its own receiver; FLOW_NONE (echo) counts everyone. */
+static void test_flow_may_append_excludes_origin(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 1, 10000); /* the publisher itself is caught up */
+    flow_advance(&f, 2, 8000);  /* its only receiver lags two windows */
+    assert_false(flow_may_append(&f, 1, 10000, 1));
+    assert_true(flow_may_append(&f, FLOW_NONE, 10000, PACE)); /* echo: 1 receives it too */
+    assert_true(flow_may_append(&f, 2, 10000, PACE));         /* 2 publishing: 1 receives */
+    assert_true(flow_may_append(&f, 3, 10000, PACE));         /* anyone else: 1 leads */
+    /* The receiver catches up to within the window. */
+    flow_advance(&f, 2, 9500);
+    assert_true(flow_may_append(&f, 1, 10000, 500));
+    assert_false(flow_may_append(&f, 1, 10000, 501));
+}
+
+/* An append longer than the window goes only when the leader is caught up, never stalls for good.
+ */
+static void test_flow_long_append_needs_caught_up_leader(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE);
+    flow_advance(&f, 2, 5000);
+    assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
+    assert_true(flow_may_append(&f, 1, 5000, PACE + 1));
+    assert_false(flow_may_append(&f, 1, 5001, PACE + 1));
+    assert_false(flow_may_append(&f, 1, 5001, 10 * PACE));
+    assert_false(flow_may_append(&f, FLOW_NONE, 5001, 10 * PACE));
+    /* Its own lag does not matter. */
+    flow_advance(&f, 1, 0);
+    assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
+    assert_false(flow_may_append(&f, FLOW_NONE, 5001, 10 * PACE));
+    assert_true(flow_may_append(&f, FLOW_NONE, 5000, 10 * PACE));
+    /* A reach past the head (cannot happen) counts as no lag, not a negative one. */
+    assert_true(flow_may_append(&f, FLOW_NONE, 4000, PACE));
+    assert_true(flow_may_append(&f, FLOW_NONE, 4000, 10 * PACE));
+}
+
+/* A zero window: only a caught-up leader lets anything through, and then anything goes. */
+static void test_flow_zero_pace(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, 0);
+    assert_true(flow_may_append(&f, 1, 100, 50));
+    flow_advance(&f, 2, 100);
+    assert_true(flow_may_append(&f, 1, 100, 50));
+    assert_false(flow_may_append(&f, 1, 101, 50));
+    assert_false(flow_may_append(&f, 1, 101, 0));
+    flow_advance(&f, 2, 101);
+    assert_true(flow_may_append(&f, 1, 101, 1u << 20));
+}
+
+/* Randomized: the two tracked receivers are always the true best two (no forgets). */
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+#define NRECV 8
+
+static void test_flow_random_against_model(void **state)
+{
+    (void)state;
+    rng_state = 0x853c49e6748fea9bull;
+    for (int round = 0; round < 200; round++) {
+        struct flow f;
+        flow_init(&f, PACE);
+        uint64_t reach[NRECV];
+        bool in[NRECV] = {false};
+        uint64_t vhead = 0;
+        for (int step = 0; step < 200; step++) {
+            uint32_t s = (uint32_t)(rnd() % NRECV);
+            switch (rnd() % 4) {
+            case 0: /* join at head, or advance */
+                if (!in[s]) {
+                    in[s] = true;
+                    reach[s] = vhead;
+                } else {
+                    reach[s] += rnd() % (vhead - reach[s] + 1);
+                }
+                flow_advance(&f, s, reach[s]);
+                break;
+            case 1: /* leave: the loop rebuilds when told to */
+                if (!in[s])
+                    break;
+                in[s] = false;
+                flow_forget(&f, s);
+                if (flow_stale(&f)) {
+                    flow_reset(&f);
+                    for (uint32_t i = 0; i < NRECV; i++)
+                        if (in[i])
+                            flow_advance(&f, i, reach[i]);
+                }
+                break;
+            default:
+                vhead += rnd() % 300;
+                break;
+            }
+            /* Model: for each origin, the best reach among the others. */
+            for (uint32_t o = 0; o <= NRECV; o++) {
+                uint32_t origin = o == NRECV ? FLOW_NONE : o;
+                bool any = false;
+                uint64_t best = 0;
+                for (uint32_t i = 0; i < NRECV; i++) {
+                    if (!in[i] || i == origin)
+                        continue;
+                    if (!any || reach[i] > best)
+                        best = reach[i];
+                    any = true;
+                }
+                uint64_t want = any ? best : vhead;
+                uint64_t got = flow_leader_reach(&f, origin, vhead);
+                if (got != want)
+                    fail_msg("round %d step %d: leader for %u is %llu, want %llu", round, step,
+                             origin, (unsigned long long)got, (unsigned long long)want);
+                uint64_t units = rnd() % (2 * PACE);
+                uint64_t need = units < PACE ? units : PACE;
+                bool may = vhead - want + need <= PACE;
+                assert_int_equal(flow_may_append(&f, origin, vhead, units), may);
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flow_init_has_no_receiver),
+        cmocka_unit_test(test_flow_advance_tracks_leader),
+        cmocka_unit_test(test_flow_advance_same_slot_updates),
+        cmocka_unit_test(test_flow_single_receiver_is_not_its_own),
+        cmocka_unit_test(test_flow_forget_leader_makes_stale),
+        cmocka_unit_test(test_flow_reset_forgets_everyone),
+        cmocka_unit_test(test_flow_ties_keep_incumbent),
+        cmocka_unit_test(test_flow_no_receiver_always_appends),
+        cmocka_unit_test(test_flow_may_append_window),
+        cmocka_unit_test(test_flow_may_append_excludes_origin),
+        cmocka_unit_test(test_flow_long_append_needs_caught_up_leader),
+        cmocka_unit_test(test_flow_zero_pace),
+        cmocka_unit_test(test_flow_random_against_model),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
