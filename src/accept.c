@@ -10,6 +10,8 @@
 
 #include "say.h"
 
+#define CLIENT_SNDBUF (512 << 10)
+
 rlim_t accept_fd_limit_now(void)
 {
     struct rlimit rl;
@@ -53,6 +55,12 @@ static void new_conn(struct loop *l, int fd)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    /* A fixed send buffer (the kernel doubles it: 1 MiB) instead of autotuning up to
+     * tcp_wmem's 4 MiB: readers that read at the same rate then stay within a few MiB of each
+     * other in the log, well inside one --max-queue, however differently their buffers would
+     * have grown; and the kernel memory a stopped reader holds is bounded too. */
+    int sndbuf = CLIENT_SNDBUF;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     socklen_t alen = sizeof(c->peer);
     if (getpeername(fd, &c->peer.sa, &alen) < 0)
         c->peer.sa.sa_family = AF_UNSPEC;

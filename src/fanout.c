@@ -322,22 +322,17 @@ enum fanout_verdict fanout_judge(const struct fanout *fo, struct fanout_client *
             fc->close_at = bcast_frame_end(fo->log, fo->framing, fc->cursor);
         return fc->cursor >= fc->close_at ? FANOUT_FINISHED : FANOUT_OK;
     }
-    enum fanout_verdict v = FANOUT_OK;
-    if (fanout_charge(fo, fc) > fo->quota) {
-        if (fo->policy == SLOW_DISCONNECT)
-            return FANOUT_CUT;
-        if (fc->inflight) /* the bytes under a send in flight stay until it completes */
-            return FANOUT_OK;
-        v = drop_backlog(fo, fc, self);
-        if (v != FANOUT_DROPPED)
-            return v;
-    }
-    /* What the kernel holds for zero-copy sends cannot be dropped: a client that pins more
-     * than its quota that way (its cursor moved on, its socket did not) is cut, and the reset
-     * of its socket frees the pages. */
-    if (fc->zc_count && fanout_pinned(fo, fc) > fo->quota + FANOUT_ZC_PIN)
+    if (fanout_charge(fo, fc) <= fo->quota)
+        return FANOUT_OK;
+    if (fo->policy == SLOW_DISCONNECT)
         return FANOUT_CUT;
-    return v;
+    if (fc->inflight) /* the bytes under a send in flight stay until it completes */
+        return FANOUT_OK;
+    /* Pages the kernel holds for zero-copy sends cannot be dropped, and a client that needs a
+     * drop is not reading them: it is cut instead, and the reset of its socket frees them. */
+    if (fc->zc_count)
+        return FANOUT_CUT;
+    return drop_backlog(fo, fc, self);
 }
 
 void fanout_finish(const struct fanout *fo, struct fanout_client *fc)

@@ -6,13 +6,50 @@
 
 #include "ringcast/alloc.h"
 
-/* Append whole frames from @origin, if flow control and the log's room allow. */
+/* Log units @origin may still append now: up to race_slack past the pace window, so that bytes
+ * received after flow control said stop go in too (the log is sized for them). *@caught_up
+ * when its leading receiver has everything: then one frame of any length may go. */
+static uint64_t append_room(const struct ingest *in, uint32_t origin, bool *caught_up)
+{
+    const struct bcast *log = in->log;
+    uint64_t reach = flow_leader_reach(in->flow, in->echo ? FLOW_NONE : origin, log->vhead);
+    uint64_t lag = log->vhead - reach, limit = in->pace + in->race_slack;
+    *caught_up = lag == 0;
+    return lag < limit ? limit - lag : 0;
+}
+
+/* How much of the @complete bytes (@nframes whole frames) at @p fits the room: whole frames,
+ * at least one when the leader is caught up; 0 when none may go now. */
+static size_t fit_room(const struct ingest *in, uint32_t origin, const uint8_t *p, size_t complete,
+                       size_t *nframes)
+{
+    bool caught_up;
+    uint64_t room = append_room(in, origin, &caught_up);
+    /* A new record's weight, unless the run extends the last one (a prefix would too). */
+    uint64_t weight = bcast_append_units(in->log, origin, complete) - complete;
+    if (complete + weight <= room)
+        return complete;
+    size_t take = 0;
+    if (room > weight) {
+        struct frame_scan t;
+        frame_scan(in->framing, p, room - weight, in->max_frame, &t);
+        take = t.complete;
+        *nframes = t.nframes;
+    }
+    if (take == 0 && caught_up) {
+        take = frame_wire_len(in->framing, p, complete);
+        *nframes = 1;
+    }
+    return take;
+}
+
+/* Append whole frames from @origin, if flow control (append_room) and the log's room allow. */
 static enum ingest_result append(struct ingest *in, uint32_t origin, struct fanout_client *out,
                                  const uint8_t *p, size_t len, size_t nframes)
 {
     struct bcast *log = in->log;
-    uint64_t units = bcast_append_units(log, origin, len);
-    if (!flow_may_append(in->flow, in->echo ? FLOW_NONE : origin, log->vhead, units))
+    bool caught_up;
+    if (bcast_append_units(log, origin, len) > append_room(in, origin, &caught_up) && !caught_up)
         return INGEST_PAUSED;
     if (!bcast_fits(log, len) && !(in->make_room && in->make_room(in->ctx, len)))
         return INGEST_PAUSED;
@@ -23,6 +60,11 @@ static enum ingest_result append(struct ingest *in, uint32_t origin, struct fano
     if (in->on_frames)
         in->on_frames(in->ctx, origin, p, len);
     return INGEST_DONE;
+}
+
+bool ingest_may_read(const struct ingest *in, uint32_t origin)
+{
+    return flow_may_append(in->flow, in->echo ? FLOW_NONE : origin, in->log->vhead, 0);
 }
 
 static void partial_drop(struct ingest *in, struct ingest_client *ic)
@@ -54,10 +96,15 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
             struct frame_scan s;
             frame_scan(in->framing, p + pos, len - pos, in->max_frame, &s);
             if (s.complete) {
-                r = append(in, origin, out, p + pos, s.complete, s.nframes);
+                /* A stash can hold more than the window: it goes in run by run. */
+                size_t nframes = s.nframes;
+                size_t take = fit_room(in, origin, p + pos, s.complete, &nframes);
+                r = take ? append(in, origin, out, p + pos, take, nframes) : INGEST_PAUSED;
                 if (r != INGEST_DONE)
                     break;
-                pos += s.complete;
+                pos += take;
+                if (take < s.complete)
+                    continue;
             }
             if (s.too_long) {
                 r = INGEST_TOO_LONG;
@@ -85,6 +132,9 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
             ic->partial_complete = true;
     }
     *used = pos;
+    /* What was received is in the log now; whether to read more is flow control's call. */
+    if (r == INGEST_DONE && !ingest_may_read(in, origin))
+        r = INGEST_PAUSED;
     return r;
 }
 
@@ -129,8 +179,8 @@ enum ingest_result ingest_resume(struct ingest *in, struct ingest_client *ic, ui
     enum ingest_result r =
         ingest_feed(in, ic, origin, out, p, ic->stash_len - ic->stash_off, &used);
     ic->stash_off += (uint32_t)used;
-    if (r == INGEST_DONE && ic->stash)
-        stash_free(in, ic);
+    if (ic->stash && ic->stash_off == ic->stash_len)
+        stash_free(in, ic); /* all in the log, whatever flow control says next */
     return r;
 }
 

@@ -735,6 +735,18 @@ int loop_run(struct loop *l)
 
 /* ===== set-up of the pure modules ===== */
 
+/*
+ * How far past the pace window bytes that raced a pause may go into the log: one batch of
+ * completions (every receive buffer, a record each), but never so far that the leading reader
+ * would be past its quota; what does not fit waits aside (the stash).
+ */
+static uint64_t race_slack_for(uint64_t quota, uint64_t pace)
+{
+    uint64_t batch = (uint64_t)RECV_BUF_COUNT * (RECV_BUF_SIZE + BCAST_REC_UNITS);
+    uint64_t room = quota > pace ? quota - pace : 0;
+    return batch < room ? batch : room;
+}
+
 void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace)
 {
     const struct opts *o = l->o;
@@ -756,6 +768,8 @@ void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace)
         .framing = o->framing,
         .echo = o->echo,
         .max_frame = o->max_frame,
+        .pace = pace,
+        .race_slack = race_slack_for(quota, pace),
         .stats = &l->stats,
         .held_bytes = &l->held_bytes,
         .make_room = make_room,

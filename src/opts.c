@@ -28,7 +28,7 @@ static const char usage_text[] =
     "  --max-frame B           longest frame: a line with its '\\n', a len32 payload (1M)\n"
     "  --max-queue B           pending output per client before the slow policy applies (8M)\n"
     "  --pace-window B         publishers wait while none of their receivers is within B of\n"
-    "                          the newest frame (1M, at most --max-queue)\n"
+    "                          the newest frame (1M, at most half of --max-queue)\n"
     "  --slow-policy P         disconnect (default) or drop: discard a slow client's backlog\n"
     "  --max-clients N         connections beyond N are closed at once (10000)\n"
     "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
@@ -367,7 +367,7 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
     if (pace_set && o->pace_window > o->max_queue)
         FAIL("--pace-window (%llu) must not be larger than --max-queue (%llu)",
              (unsigned long long)o->pace_window, (unsigned long long)o->max_queue);
-    if (!pace_set && o->pace_window > o->max_queue)
-        o->pace_window = o->max_queue; /* the default follows a small --max-queue down */
+    if (!pace_set && o->pace_window > o->max_queue / 2)
+        o->pace_window = o->max_queue / 2 ? o->max_queue / 2 : 1; /* follows a small quota */
     return OPTS_RUN;
 }

@@ -7,9 +7,8 @@
  * off. A client's charge is what it has not taken, in log units (see bcast.h): from its cursor to
  * the head, plus the rest of a frame kept aside by the drop policy. Past the quota (--max-queue)
  * the slow policy applies: fanout_judge returns a verdict and the loop acts on it. Bytes under
- * zero-copy sends the kernel has not released stay pinned too; they are bounded while a client
- * reads (FANOUT_ZC_PIN), and a client that pins more than its quota plus that is cut, whatever
- * the policy, since dropping cannot free pages the kernel holds.
+ * zero-copy sends the kernel has not released stay pinned too (fanout_pin); dropping cannot free
+ * them, so a client that needs a drop while it has any is cut instead.
  */
 #ifndef RINGCAST_FANOUT_H
 #define RINGCAST_FANOUT_H
@@ -28,12 +27,12 @@
 /* Zero-copy sends a client may have un-notified at once; past it, plain sends. */
 #define FANOUT_ZC_MAX 4u
 /*
- * What zero-copy may pin beyond a client's cursor: a zero-copy send is at most this long and
- * starts only while the oldest un-notified one is less than this behind the cursor, so the
- * kernel holds at most twice this of the log for a client that reads (FANOUT_ZC_PIN).
+ * A zero-copy send is at most this long, and one starts only while the oldest un-notified one is
+ * less than this behind the cursor: the zero-copy pages of a client are a window near its cursor
+ * while notifications keep up. FANOUT_ZC_PIN is what the log reserves for them beyond a quota.
  */
 #define FANOUT_ZC_WINDOW (1u << 20)
-#define FANOUT_ZC_PIN (2u * FANOUT_ZC_WINDOW)
+#define FANOUT_ZC_PIN (4u * FANOUT_ZC_WINDOW)
 
 struct fanout_client {
     /* private to fanout; the loop reads them only through the functions below */

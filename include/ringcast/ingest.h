@@ -2,10 +2,12 @@
  * Ingest: received bytes to whole frames in the broadcast log. Pure: no I/O.
  *
  * Whole frames go to the log straight from the receive buffer, one append per run. A frame that
- * spans receive buffers is assembled in a small per-client buffer (frame_partial). When flow
- * control says the publisher must wait, what it sent beyond that point is copied aside (the
- * stash) so the shared receive buffer goes back to the kernel at once: a paused publisher holds
- * only its own bytes, counted in the held memory that --max-partial-memory bounds.
+ * spans receive buffers is assembled in a small per-client buffer (frame_partial). What was
+ * received goes into the log; flow control then says whether to read the publisher further
+ * (INGEST_PAUSED: stop reading). Bytes already received when a pause takes effect are few (what
+ * one batch of completions carries) and the log is sized for them, so receive buffers always go
+ * back at once. Only when the log itself is full are bytes copied aside (the stash), counted in
+ * the held memory that --max-partial-memory bounds.
  */
 #ifndef RINGCAST_INGEST_H
 #define RINGCAST_INGEST_H
@@ -36,6 +38,8 @@ struct ingest {
     enum framing framing;
     bool echo;
     uint64_t max_frame;
+    uint64_t pace;       /* --pace-window, as given to flow */
+    uint64_t race_slack; /* what may arrive after a pause before it takes effect */
     struct stats *stats;
     uint64_t *held_bytes; /* partial frames and stashes are counted here */
     /* The log is full: make room for @len bytes (reclaim behind the oldest reader). True if it
@@ -48,7 +52,8 @@ struct ingest {
 
 enum ingest_result {
     INGEST_DONE,     /* all taken */
-    INGEST_PAUSED,   /* flow control or a full log: *used bytes were taken; stash the rest */
+    INGEST_PAUSED,   /* stop reading: flow control, or a full log (*used bytes were taken;
+                        stash the rest) */
     INGEST_TOO_LONG, /* a frame is longer than max_frame: close the client (nothing more taken) */
     INGEST_NOMEM,    /* a partial frame could not grow: close the client */
     INGEST_CLOSED,   /* the client is closed: nothing taken */
@@ -63,12 +68,15 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
                                struct fanout_client *out, const uint8_t *p, size_t len,
                                size_t *used);
 
+/** Whether flow control lets the server read more from @origin now. */
+bool ingest_may_read(const struct ingest *in, uint32_t origin);
+
 /** Keep @p[0..@len) aside until ingest_resume; 0 or -ENOMEM. Counted in held_bytes. */
 int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, size_t len);
 
 /**
  * Feed what a paused client left aside (an assembled frame, then its stash). INGEST_DONE when
- * nothing is left (reading can go on), INGEST_PAUSED when it must wait again.
+ * nothing is left and flow control lets it be read again, INGEST_PAUSED when it must wait.
  */
 enum ingest_result ingest_resume(struct ingest *in, struct ingest_client *ic, uint32_t origin,
                                  struct fanout_client *out);

@@ -298,7 +298,7 @@ static void test_opts_max_frame_above_max_queue(void **state)
     EXPECT_ERROR("--max-frame", NULL, NULL, "--max-queue", "512K");
 }
 
-/* --pace-window: 1M by default, following a smaller --max-queue down; never above it when set. */
+/* --pace-window: 1M by default, at most half of --max-queue; never above --max-queue when set. */
 static void test_opts_pace_window(void **state)
 {
     (void)state;
@@ -308,7 +308,7 @@ static void test_opts_pace_window(void **state)
     assert_int_equal(o.pace_window, 1u << 20);
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--max-queue", "64K", "--max-frame", "1K"),
                      OPTS_RUN);
-    assert_int_equal(o.pace_window, 64u << 10);
+    assert_int_equal(o.pace_window, 32u << 10); /* half a small quota */
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--pace-window", "256K"), OPTS_RUN);
     assert_int_equal(o.pace_window, 256u << 10);
     EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "16M");
