@@ -154,7 +154,7 @@ int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, 
         uint8_t *grown = rc_realloc(ic->stash, cap);
         if (!grown)
             return -ENOMEM;
-        *in->held_bytes += cap - ic->stash_cap;
+        *in->stash_bytes += cap - ic->stash_cap;
         ic->stash = grown;
         ic->stash_cap = (uint32_t)cap;
     }
@@ -165,7 +165,7 @@ int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, 
 
 static void stash_free(struct ingest *in, struct ingest_client *ic)
 {
-    *in->held_bytes -= ic->stash_cap;
+    *in->stash_bytes -= ic->stash_cap;
     rc_free(ic->stash);
     ic->stash = NULL;
     ic->stash_len = ic->stash_off = ic->stash_cap = 0;

@@ -1,8 +1,9 @@
 /*
  * The server loop's private state, shared by the files of the loop family: loop.c (the data
- * path: completions, verdicts, sends), accept.c (new connections, descriptor exhaustion),
- * lifecycle.c (signals, the tick, the drain) and loop_setup.c (creation and teardown). Only these
- * files prepare SQEs; the pure modules (ingest, fanout, flow, bcast) decide, the loop acts.
+ * path: completions, receiving, verdicts), loop_send.c (sending), accept.c (new connections,
+ * descriptor exhaustion), lifecycle.c (signals, the tick, the drain) and loop_setup.c (creation and
+ * teardown). Only these files prepare SQEs; the pure modules (ingest, fanout, flow, bcast) decide,
+ * the loop acts.
  */
 #ifndef RINGCAST_LOOP_INT_H
 #define RINGCAST_LOOP_INT_H
@@ -70,7 +71,8 @@ struct loop {
     bool log_register_tried;
     bool zc_refused; /* a zero-copy send failed to pin its pages: copy from now on */
     struct conn_table conns;
-    uint64_t held_bytes; /* partial frames, stashes and drop remainders: --max-partial-memory */
+    uint64_t held_bytes;  /* partial frames and drop remainders: --max-partial-memory */
+    uint64_t stash_bytes; /* paused publishers' bytes that did not fit the log yet */
     struct loop_msg msg_pool[LOOP_MSG_POOL];
     unsigned msg_used;
 
@@ -108,6 +110,11 @@ struct loop {
     char features[256];
 };
 
+static inline struct conn *conn_at(struct loop *l, uint32_t slot)
+{
+    return &l->conns.slots[slot];
+}
+
 /* ---- loop.c ---- */
 uint64_t loop_clock_ns(void);
 struct io_uring_sqe *loop_sqe(struct loop *l, enum ud_op op, const struct conn *c);
@@ -121,8 +128,16 @@ static inline bool conn_live(const struct conn *c)
 {
     return c->state == CONN_OPEN && !c->doomed;
 }
+/* Free @c's slot (after the batch) once the kernel holds nothing of it any more. */
+void loop_maybe_finish_close(struct loop *l, struct conn *c);
+
+/* ---- loop_send.c ---- */
 /* Give @c its send if it has anything pending (or finish its drain). */
 void loop_try_send(struct loop *l, struct conn *c);
+/* After the log grew: every client gets its send, or is judged if its socket is full. */
+void loop_flush_clients(struct loop *l);
+/* The one send in flight to @c completed with @res. */
+void loop_on_send(struct loop *l, struct conn *c, int res);
 /* Stop reading @c (drain, errors). */
 void loop_stop_reading(struct loop *l, struct conn *c);
 /* Apply the verdicts of the batch, then free the slots whose last completion came. */

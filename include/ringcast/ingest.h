@@ -6,8 +6,9 @@
  * received goes into the log; flow control then says whether to read the publisher further
  * (INGEST_PAUSED: stop reading). Bytes already received when a pause takes effect are few (what
  * one batch of completions carries) and the log is sized for them, so receive buffers always go
- * back at once. Only when the log itself is full are bytes copied aside (the stash), counted in
- * the held memory that --max-partial-memory bounds.
+ * back at once. What does not fit is copied aside (the stash): at most what the publisher's
+ * socket had buffered when the pause took effect, since it is not read again before its stash
+ * is in the log.
  */
 #ifndef RINGCAST_INGEST_H
 #define RINGCAST_INGEST_H
@@ -41,7 +42,8 @@ struct ingest {
     uint64_t pace;       /* --pace-window, as given to flow */
     uint64_t race_slack; /* what may arrive after a pause before it takes effect */
     struct stats *stats;
-    uint64_t *held_bytes; /* partial frames and stashes are counted here */
+    uint64_t *held_bytes;  /* incomplete frames are counted here (--max-partial-memory) */
+    uint64_t *stash_bytes; /* and stashes here */
     /* The log is full: make room for @len bytes (reclaim behind the oldest reader). True if it
      * fits now. May be NULL. */
     bool (*make_room)(void *ctx, size_t len);
@@ -71,7 +73,7 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
 /** Whether flow control lets the server read more from @origin now. */
 bool ingest_may_read(const struct ingest *in, uint32_t origin);
 
-/** Keep @p[0..@len) aside until ingest_resume; 0 or -ENOMEM. Counted in held_bytes. */
+/** Keep @p[0..@len) aside until ingest_resume; 0 or -ENOMEM. Counted in stash_bytes. */
 int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, size_t len);
 
 /**
@@ -93,10 +95,17 @@ static inline bool ingest_mid_frame(const struct ingest_client *ic)
     return ic->partial.len > 0 && !ic->partial_complete;
 }
 
-/** Memory held for @ic outside the log: what --max-partial-memory counts. */
+/** Memory held for @ic's incomplete frame: what --max-partial-memory counts. */
 static inline uint64_t ingest_held(const struct ingest_client *ic)
 {
-    return (uint64_t)ic->partial.cap + ic->stash_cap;
+    return ic->partial.cap;
+}
+
+/** Memory held for @ic's bytes set aside while paused (bounded by its socket's receive buffer:
+ * only what raced the pause is set aside). */
+static inline uint64_t ingest_stashed(const struct ingest_client *ic)
+{
+    return ic->stash_cap;
 }
 
 /** The client is going: free what it holds and refuse all further input. */

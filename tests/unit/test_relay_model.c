@@ -234,7 +234,7 @@ struct sim {
     struct fanout fo;
     struct ingest in;
     struct stats stats;
-    uint64_t held;
+    uint64_t held, stash;
     struct sclient c[MAXC];
     uint32_t paused[MAXC];
     unsigned npaused;
@@ -990,13 +990,14 @@ static uint64_t client_pinned(const struct sim *m, const struct sclient *c)
 
 static void check_batch(struct sim *m)
 {
-    uint64_t held = 0;
+    uint64_t held = 0, stash = 0;
     uint64_t ceiling = m->ceiling_fixed + m->batch_units;
     for (uint32_t i = 0; i < MAXC; i++) {
         const struct sclient *c = &m->c[i];
         if (!c->used)
             continue;
         held += ingest_held(&c->in) + c->out.resid_len;
+        stash += ingest_stashed(&c->in);
         /* recvctl agrees with the kernel. */
         if (c->rx.armed != (c->recv_active || c->recv_final_pending))
             fail_msg("batch %u: slot %u: recvctl armed %d, kernel recv %d/%d", m->batch, i,
@@ -1017,10 +1018,12 @@ static void check_batch(struct sim *m)
                      c->open ? "open" : "closing", (unsigned long long)ceiling,
                      (unsigned long long)m->quota, (unsigned long long)m->batch_units);
         /* A frame being assembled, and the recvs that raced a pause. */
-        assert_true(ingest_held(&c->in) <= m->P.max_frame + 4 + m->P.recvs * m->P.recv_buf);
+        assert_true(ingest_held(&c->in) <= m->P.max_frame + 4);
+        assert_true(ingest_stashed(&c->in) <= (uint64_t)m->P.recvs * m->P.recv_buf);
         assert_true(c->out.resid_len <= m->P.max_frame + 4);
     }
     assert_int_equal(m->held, held);
+    assert_int_equal(m->stash, stash);
     assert_true(m->batch_units <= m->batch_units_max);
     /* The flow tracks receivers only: after the batch, its leaders are live clients (a leader
      * that left makes it stale, and it is rebuilt before the next batch's questions). */
@@ -1144,6 +1147,7 @@ static void sim_init(struct sim *m, const struct params *p)
         .race_slack = m->race_slack,
         .stats = &m->stats,
         .held_bytes = &m->held,
+        .stash_bytes = &m->stash,
         .make_room = make_room,
         .on_frames = on_frames,
         .ctx = m,
@@ -1198,6 +1202,7 @@ static void sim_destroy(struct sim *m)
         client_free(m, i);
     }
     assert_int_equal(m->held, 0);
+    assert_int_equal(m->stash, 0);
     bcast_destroy(&m->log);
     free(m->mbytes.p);
     free(m->fstart);
