@@ -43,10 +43,10 @@ static void recycle(struct httpd *h, uint16_t bid)
     ring_bufs_publish(&h->bufs);
 }
 
-/* Free the slot once nothing of it is outstanding in the kernel. */
+/* Free the slot once nothing of it is outstanding in the kernel (once: callers may ask again). */
 static void maybe_free(struct httpd *h, struct httpd_conn *c)
 {
-    if (!c->closing || c->recv_armed || c->send_inflight)
+    if (!c->used || !c->closing || c->recv_armed || c->send_inflight)
         return;
     close(c->fd);
     rc_free(c->resp.data);
@@ -263,6 +263,7 @@ void httpd_handle(struct httpd *h, uint64_t user_data, int res, unsigned flags, 
         }
         shutdown(c->fd, SHUT_WR);
         conn_close(h, c);
+        maybe_free(h, c); /* already closing (the deadline cancelled this send): free it now */
     }
 }
 

@@ -9,11 +9,12 @@
 /* Log units @origin may still append now: up to race_slack past the pace window, so that bytes
  * received after flow control said stop go in too (the log is sized for them). *@caught_up
  * when its leading receiver has everything: then one frame of any length may go. */
-static uint64_t append_room(const struct ingest *in, uint32_t origin, bool *caught_up)
+static uint64_t append_room(const struct ingest *in, uint32_t origin, bool *caught_up,
+                            uint64_t slack)
 {
     const struct bcast *log = in->log;
     uint64_t reach = flow_leader_reach(in->flow, in->echo ? FLOW_NONE : origin, log->vhead);
-    uint64_t lag = log->vhead - reach, limit = in->pace + in->race_slack;
+    uint64_t lag = log->vhead - reach, limit = in->pace + slack;
     *caught_up = lag == 0;
     return lag < limit ? limit - lag : 0;
 }
@@ -21,10 +22,10 @@ static uint64_t append_room(const struct ingest *in, uint32_t origin, bool *caug
 /* How much of the @complete bytes (@nframes whole frames) at @p fits the room: whole frames,
  * at least one when the leader is caught up; 0 when none may go now. */
 static size_t fit_room(const struct ingest *in, uint32_t origin, const uint8_t *p, size_t complete,
-                       size_t *nframes)
+                       size_t *nframes, uint64_t slack)
 {
     bool caught_up;
-    uint64_t room = append_room(in, origin, &caught_up);
+    uint64_t room = append_room(in, origin, &caught_up, slack);
     /* A new record's weight, unless the run extends the last one (a prefix would too). */
     uint64_t weight = bcast_append_units(in->log, origin, complete) - complete;
     if (complete + weight <= room)
@@ -45,11 +46,12 @@ static size_t fit_room(const struct ingest *in, uint32_t origin, const uint8_t *
 
 /* Append whole frames from @origin, if flow control (append_room) and the log's room allow. */
 static enum ingest_result append(struct ingest *in, uint32_t origin, struct fanout_client *out,
-                                 const uint8_t *p, size_t len, size_t nframes)
+                                 const uint8_t *p, size_t len, size_t nframes, uint64_t slack)
 {
     struct bcast *log = in->log;
     bool caught_up;
-    if (bcast_append_units(log, origin, len) > append_room(in, origin, &caught_up) && !caught_up)
+    if (bcast_append_units(log, origin, len) > append_room(in, origin, &caught_up, slack) &&
+        !caught_up)
         return INGEST_PAUSED;
     if (!bcast_fits(log, len) && !(in->make_room && in->make_room(in->ctx, len)))
         return INGEST_PAUSED;
@@ -73,9 +75,10 @@ static void partial_drop(struct ingest *in, struct ingest_client *ic)
     ic->partial_complete = false;
 }
 
-enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint32_t origin,
+/* Feed @p[0..@len); appends may go @slack past the pace window. */
+static enum ingest_result feed(struct ingest *in, struct ingest_client *ic, uint32_t origin,
                                struct fanout_client *out, const uint8_t *p, size_t len,
-                               size_t *used)
+                               size_t *used, uint64_t slack)
 {
     size_t pos = 0;
     enum ingest_result r = INGEST_DONE;
@@ -85,7 +88,7 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
     while (pos < len || ic->partial_complete) {
         if (ic->partial_complete) {
             /* A frame assembled across buffers goes into the log in one piece. */
-            r = append(in, origin, out, ic->partial.buf, ic->partial.len, 1);
+            r = append(in, origin, out, ic->partial.buf, ic->partial.len, 1, slack);
             if (r != INGEST_DONE)
                 break;
             partial_drop(in, ic);
@@ -98,8 +101,8 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
             if (s.complete) {
                 /* A stash can hold more than the window: it goes in run by run. */
                 size_t nframes = s.nframes;
-                size_t take = fit_room(in, origin, p + pos, s.complete, &nframes);
-                r = take ? append(in, origin, out, p + pos, take, nframes) : INGEST_PAUSED;
+                size_t take = fit_room(in, origin, p + pos, s.complete, &nframes, slack);
+                r = take ? append(in, origin, out, p + pos, take, nframes, slack) : INGEST_PAUSED;
                 if (r != INGEST_DONE)
                     break;
                 pos += take;
@@ -136,6 +139,13 @@ enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint
     if (r == INGEST_DONE && !ingest_may_read(in, origin))
         r = INGEST_PAUSED;
     return r;
+}
+
+enum ingest_result ingest_feed(struct ingest *in, struct ingest_client *ic, uint32_t origin,
+                               struct fanout_client *out, const uint8_t *p, size_t len,
+                               size_t *used)
+{
+    return feed(in, ic, origin, out, p, len, used, in->race_slack);
 }
 
 int ingest_stash(struct ingest *in, struct ingest_client *ic, const uint8_t *p, size_t len)
@@ -176,8 +186,8 @@ enum ingest_result ingest_resume(struct ingest *in, struct ingest_client *ic, ui
 {
     size_t used;
     const uint8_t *p = ic->stash ? ic->stash + ic->stash_off : NULL;
-    enum ingest_result r =
-        ingest_feed(in, ic, origin, out, p, ic->stash_len - ic->stash_off, &used);
+    /* What was set aside goes in within the window only: it is not racing anything. */
+    enum ingest_result r = feed(in, ic, origin, out, p, ic->stash_len - ic->stash_off, &used, 0);
     ic->stash_off += (uint32_t)used;
     if (ic->stash && ic->stash_off == ic->stash_len)
         stash_free(in, ic); /* all in the log, whatever flow control says next */

@@ -560,15 +560,15 @@ int loop_run(struct loop *l)
 /* ===== set-up of the pure modules ===== */
 
 /*
- * How far past the pace window bytes that raced a pause may go into the log: one batch of
- * completions (every receive buffer, a record each), but never so far that the leading reader
- * would be past its quota; what does not fit waits aside (the stash).
+ * How far past the pace window the receive buffer that finds a publisher over it may go into
+ * the log (the next ones wait aside): one buffer, never so far that the leading reader would be
+ * past its quota. Kept small: every reader behind the leader is that much further behind.
  */
 static uint64_t race_slack_for(uint64_t quota, uint64_t pace)
 {
-    uint64_t batch = (uint64_t)RECV_BUF_COUNT * (RECV_BUF_SIZE + BCAST_REC_UNITS);
+    uint64_t buffer = RECV_BUF_SIZE + 2 * BCAST_REC_UNITS;
     uint64_t room = quota > pace ? quota - pace : 0;
-    return batch < room ? batch : room;
+    return buffer < room ? buffer : room;
 }
 
 void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace)

@@ -26,7 +26,7 @@ static const char usage_text[] =
     "                          len32: 4-byte big-endian length + payload\n"
     "  --echo                  also relay a client's frames back to itself\n"
     "  --max-frame B           longest frame: a line with its '\\n', a len32 payload (1M)\n"
-    "  --max-queue B           pending output per client before the slow policy applies (8M)\n"
+    "  --max-queue B           pending output per client before the slow policy applies (32M)\n"
     "  --pace-window B         publishers wait while none of their receivers is within B of\n"
     "                          the newest frame (1M, at most half of --max-queue)\n"
     "  --slow-policy P         disconnect (default) or drop: discard a slow client's backlog\n"
@@ -178,7 +178,7 @@ static void opts_defaults(struct opts *o)
     o->port = DEFAULT_PORT;
     o->framing = FRAMING_LINE;
     o->max_frame = 1u << 20;
-    o->max_queue = 8u << 20;
+    o->max_queue = 32u << 20;
     o->pace_window = 1u << 20;
     o->max_partial_memory = 256u << 20;
     o->slow_policy = SLOW_DISCONNECT;
@@ -190,9 +190,19 @@ static void opts_defaults(struct opts *o)
     o->verbosity = VERB_NORMAL;
 }
 
+/* Messages quote what the user typed: a control character in it (a newline) would break the
+ * one-line message, so each becomes '?'. */
+static void one_line(char *s, size_t len)
+{
+    for (size_t i = 0; i < len && s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            s[i] = '?';
+}
+
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         snprintf(err, errlen, __VA_ARGS__);                                                        \
+        one_line(err, errlen);                                                                     \
         return OPTS_ERROR;                                                                         \
     } while (0)
 

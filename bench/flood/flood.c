@@ -1735,8 +1735,11 @@ static void *worker_main(void *arg)
     if (ret < 0)
         die("%s", err);
     long nsock = w->nsubs + w->npubs + w->nslows;
-    uint32_t nb = 64;
-    while (nb < (uint32_t)nsock * 4 && nb < 16384)
+    /* Enough buffers that a socket with much pending cannot take them all and leave the others
+     * without (ENOBUFS): subscribers that copy what they read must be served evenly, or the
+     * driver itself makes some of them slow. */
+    uint32_t nb = 64, per_sock = O.copy_reads ? 16 : 4;
+    while (nb < (uint32_t)nsock * per_sock && nb < 16384)
         nb <<= 1;
     if ((ret = ring_bufs_init(&w->ring, &w->pbufs, 0, nb, PARSE_BUF)) < 0 ||
         (ret = ring_bufs_init(&w->ring, &w->tbufs, 1, nb, BIG_READ)) < 0)

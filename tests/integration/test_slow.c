@@ -242,7 +242,7 @@ static void test_slow_drop(void **state)
     stream_free(&st);
 }
 
-/* The default policy is disconnect, and a stuck reader under the default 8 MiB queue goes too. */
+/* The default policy is disconnect, and a stuck reader under the default 32 MiB queue goes too. */
 static void test_slow_default_policy(void **state)
 {
     struct rc_server *s = rc_start("--max-frame", "4K", NULL);

@@ -622,10 +622,10 @@ static void stop_exit0(struct rc_server *s)
 }
 
 /*
- * As nobody with a small RLIMIT_MEMLOCK the broadcast log (64 MiB pinned at the defaults) cannot
+ * As nobody with a small RLIMIT_MEMLOCK the broadcast log (128 MiB pinned at the defaults) cannot
  * be registered: ringcast warns once and keeps relaying with zero-copy sends that pin per send.
  *
- * With 80 MiB (LimitMEMLOCK= of tools/systemd/ringcast.service) the log registers
+ * With 144 MiB (LimitMEMLOCK= of tools/systemd/ringcast.service) the log registers
  * and nothing is said.
  */
 static void test_systemd_fixed_buffer_fallback(void **state)
@@ -677,27 +677,27 @@ static void test_systemd_fixed_buffer_fallback(void **state)
     }
     stop_exit0(s);
 
-    /* Control, as the service runs: 80 MiB is enough to register the log. Needs a hard limit
+    /* Control, as the service runs: 144 MiB is enough to register the log. Needs a hard limit
      * that high (a container may lack CAP_SYS_RESOURCE to raise it). */
     struct rlimit rl;
     getrlimit(RLIMIT_MEMLOCK, &rl);
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (80ul << 20)) {
-        struct rlimit want = {rl.rlim_cur, 80ul << 20};
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (144ul << 20)) {
+        struct rlimit want = {rl.rlim_cur, 144ul << 20};
         if (setrlimit(RLIMIT_MEMLOCK, &want) < 0) {
             fprintf(stderr,
-                    "cannot raise the hard RLIMIT_MEMLOCK to 80 MiB (%s): the control "
-                    "with LimitMEMLOCK=80M is not run\n",
+                    "cannot raise the hard RLIMIT_MEMLOCK to 144 MiB (%s): the control "
+                    "with LimitMEMLOCK=144M is not run\n",
                     strerror(errno));
             return;
         }
     }
-    s = start_as_nobody(bin, 80L << 20, &st);
+    s = start_as_nobody(bin, 144L << 20, &st);
     if (!s)
-        fail_msg("ringcast did not start as nobody with RLIMIT_MEMLOCK 80 MiB (status 0x%x)", st);
+        fail_msg("ringcast did not start as nobody with RLIMIT_MEMLOCK 144 MiB (status 0x%x)", st);
     relay_zerocopy(s);
     if (rc_err_contains(s, fallback_warning)) {
         rc_dump(s);
-        fail_msg("the broadcast log could not be registered within LimitMEMLOCK=80M");
+        fail_msg("the broadcast log could not be registered within LimitMEMLOCK=144M");
     }
 }
 

@@ -48,7 +48,7 @@ static void test_opts_defaults(void **state)
     assert_int_equal(o.framing, FRAMING_LINE);
     assert_false(o.echo);
     assert_int_equal(o.max_frame, 1u << 20);
-    assert_int_equal(o.max_queue, 8u << 20);
+    assert_int_equal(o.max_queue, 32u << 20);
     assert_int_equal(o.max_partial_memory, 256u << 20);
     assert_int_equal(o.slow_policy, SLOW_DISCONNECT);
     assert_int_equal(o.max_clients, 10000);
@@ -291,8 +291,8 @@ static void test_opts_size_flags_limits(void **state)
 static void test_opts_max_frame_above_max_queue(void **state)
 {
     (void)state;
-    /* Against the default --max-queue (8M), and against an explicit one in either order. */
-    EXPECT_ERROR("--max-frame", NULL, NULL, "--max-frame", "16M");
+    /* Against the default --max-queue (32M), and against an explicit one in either order. */
+    EXPECT_ERROR("--max-frame", NULL, NULL, "--max-frame", "64M");
     EXPECT_ERROR("--max-frame", NULL, NULL, "--max-frame", "2M", "--max-queue", "1M");
     EXPECT_ERROR("--max-queue", NULL, NULL, "--max-queue", "1M", "--max-frame", "2M");
     EXPECT_ERROR("--max-frame", NULL, NULL, "--max-queue", "512K");
@@ -311,7 +311,7 @@ static void test_opts_pace_window(void **state)
     assert_int_equal(o.pace_window, 32u << 10); /* half a small quota */
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--pace-window", "256K"), OPTS_RUN);
     assert_int_equal(o.pace_window, 256u << 10);
-    EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "16M");
+    EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "64M");
     EXPECT_ERROR("--pace-window", NULL, NULL, "--pace-window", "0");
     EXPECT_ERROR("--pace-window", NULL, NULL, "--max-queue", "1M", "--pace-window", "2M");
 }
@@ -457,6 +457,15 @@ static void test_opts_error_message_truncated(void **state)
         assert_int_equal(err[i], 'Z');
 }
 
+/* A value with a newline in it still gives a one-line message (found by tests/fuzz opts). */
+static void test_opts_error_message_one_line_with_control_characters(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("unknown option '--?x'", NULL, NULL, "--\nx");
+    EXPECT_ERROR("invalid --framing 'a?b?'", NULL, NULL, "--framing", "a\rb\x1b");
+    EXPECT_ERROR("invalid PORT '?'", NULL, "\n", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_opts_help_and_version),
         cmocka_unit_test(test_opts_repeated_calls),
         cmocka_unit_test(test_opts_error_message_truncated),
+        cmocka_unit_test(test_opts_error_message_one_line_with_control_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
