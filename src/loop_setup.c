@@ -21,7 +21,7 @@
 static int render_metrics(void *ctx, struct metrics_buf *out)
 {
     struct loop *l = ctx;
-    uint64_t pending = 0, max_backlog = 0;
+    uint64_t pending = 0, max_backlog = 0, waiting = 0;
     for (uint32_t i = 0; i < l->conns.nactive; i++) {
         const struct conn *c = &l->conns.slots[l->conns.active[i]];
         if (!conn_live(c))
@@ -30,6 +30,7 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
         pending += p;
         if (p > max_backlog)
             max_backlog = p;
+        waiting += c->poll_armed;
     }
     struct metrics_snapshot m = {
         .stats = &l->stats,
@@ -39,6 +40,7 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
         .clients = l->nopen,
         .pending_bytes = pending,
         .max_backlog_bytes = max_backlog,
+        .clients_waiting_writable = waiting,
         .partial_bytes = l->held_bytes,
         .log_capacity_bytes = l->log.cap,
     };

@@ -135,6 +135,9 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
           m->pending_bytes);
     gauge(b, "max_client_backlog_bytes", "The largest pending output of a single client.",
           m->max_backlog_bytes);
+    gauge(b, "clients_waiting_writable",
+          "Clients whose socket is full: waiting for their reader to make room.",
+          m->clients_waiting_writable);
     gauge(b, "partial_frame_bytes", "Memory held by incomplete frames.", m->partial_bytes);
     gauge(b, "log_capacity_bytes", "Size of the broadcast log.", m->log_capacity_bytes);
     return b->failed ? -ENOMEM : 0;

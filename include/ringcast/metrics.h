@@ -16,10 +16,11 @@ struct metrics_snapshot {
     const char *features; /* comma-separated kernel features in use */
     double uptime_seconds;
     uint64_t clients;
-    uint64_t pending_bytes;      /* output queued for all clients, not yet taken by sockets */
-    uint64_t max_backlog_bytes;  /* the largest of those per client */
-    uint64_t partial_bytes;      /* memory held by incomplete frames */
-    uint64_t log_capacity_bytes; /* the broadcast log */
+    uint64_t pending_bytes;            /* output queued for all clients, not yet taken by sockets */
+    uint64_t max_backlog_bytes;        /* the largest of those per client */
+    uint64_t clients_waiting_writable; /* sockets full: their readers set the pace */
+    uint64_t partial_bytes;            /* memory held by incomplete frames */
+    uint64_t log_capacity_bytes;       /* the broadcast log */
 };
 
 /* A growable output buffer. */

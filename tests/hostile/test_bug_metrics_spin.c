@@ -138,6 +138,12 @@ static void test_scrape_while_buffer_ring_empty(void **state)
         fail_msg("set-up: the healthy subscriber got %llu of %u bytes within 60 s",
                  (unsigned long long)sc.healthy_got, BULK_BYTES);
     double backlog0 = sample(&sc, "ringcast_max_client_backlog_bytes");
+    /* The relay holds that backlog because the slow reader's socket is full: the gauge says so. */
+    double waiting = sample(&sc, "ringcast_clients_waiting_writable");
+    if (backlog0 <= 0 || waiting != 1)
+        fail_msg("set-up: the slow reader should be behind (%.0f bytes) with its socket full "
+                 "(clients_waiting_writable %.0f, want 1)",
+                 backlog0, waiting);
 
     /* 2: the publishers join (they send later), and the slow reader starts reading. */
     int *pubs = malloc(PUBS * sizeof(*pubs));

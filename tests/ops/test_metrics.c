@@ -221,6 +221,7 @@ static void test_metrics_promtool(void **state)
                                            "send_batch_frames",
                                            "pending_output_bytes",
                                            "max_client_backlog_bytes",
+                                           "clients_waiting_writable",
                                            "recv_buffers_exhausted_total"};
     for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++) {
         char help[128], type[128];

@@ -23,6 +23,7 @@ static char *render(const struct stats *s, struct metrics_buf *b)
         .clients = 3,
         .pending_bytes = 4096,
         .max_backlog_bytes = 1024,
+        .clients_waiting_writable = 2,
         .partial_bytes = 7,
         .log_capacity_bytes = 1 << 25,
     };
@@ -63,6 +64,7 @@ static void test_metrics_counters_and_labels(void **state)
     expect_line(t, "ringcast_disconnects_total{reason=\"eof\"} 0");
     expect_line(t, "ringcast_pending_output_bytes 4096");
     expect_line(t, "ringcast_max_client_backlog_bytes 1024");
+    expect_line(t, "ringcast_clients_waiting_writable 2");
     expect_line(t, "# TYPE ringcast_frames_delivered_total counter");
     expect_line(t, "# TYPE ringcast_clients gauge");
     rc_free(b.data);
