@@ -10,23 +10,48 @@ static inline uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* How many bytes of p[0..len) equal c: 16 lanes at a time (SSE2 or NEON through GCC's vector
+ * extension), each lane's count flushed before it can wrap. */
+static size_t count_byte(const uint8_t *p, size_t len, uint8_t c)
+{
+    typedef uint8_t v16 __attribute__((vector_size(16)));
+    size_t n = 0, i = 0;
+    v16 want = (v16){0} + c;
+    while (len - i >= 16) {
+        v16 acc = {0};
+        size_t end = i + 16 * 255 < len - 15 ? i + 16 * 255 : len - 15;
+        for (; i < end; i += 16) {
+            v16 chunk;
+            memcpy(&chunk, p + i, 16);
+            acc -= (v16)(chunk == want); /* a match is all ones, that is -1 */
+        }
+        for (int lane = 0; lane < 16; lane++)
+            n += acc[lane];
+    }
+    for (; i < len; i++)
+        n += p[i] == c;
+    return n;
+}
+
 void frame_scan(enum framing framing, const uint8_t *p, size_t len, uint64_t max_frame,
                 struct frame_scan *out)
 {
     size_t off = 0, n = 0;
     out->too_long = false;
     if (framing == FRAMING_LINE) {
+        /* A window of max_frame bytes from a boundary holds only frames short enough: take up
+         * to its last newline, counting the others, rather than one memchr per frame (a tenth
+         * of the relay's time with 64-byte frames). No newline in a full window: too long. */
         while (off < len) {
-            const uint8_t *nl = memchr(p + off, '\n', len - off);
-            size_t flen = nl ? (size_t)(nl - (p + off)) + 1 : len - off;
-            if (flen > max_frame) {
-                out->too_long = true;
+            size_t window = len - off < max_frame ? len - off : (size_t)max_frame;
+            const uint8_t *last = window ? memrchr(p + off, '\n', window) : NULL;
+            if (!last) {
+                out->too_long = len - off > max_frame;
                 break;
             }
-            if (!nl)
-                break;
-            off += flen;
-            n++;
+            size_t end = (size_t)(last - p) + 1;
+            n += count_byte(p + off, end - off, '\n');
+            off = end;
         }
     } else {
         while (len - off >= FRAME_LEN32_HEADER) {

@@ -289,6 +289,39 @@ static void test_frame_line_scan_long(void **state)
     expect_scan(FRAMING_LINE, buf, len, 999, 0, 0, true);
 }
 
+/*
+ * When the buffer cannot hold a frame longer than max_frame, lines are found by counting, not one
+ * memchr per frame: the same answer as the frame-by-frame scan for every length and newline
+ * density, including more newlines than a 16-lane counter holds (255 per lane) before a flush.
+ */
+static void test_frame_line_scan_counting_matches_reference(void **state)
+{
+    (void)state;
+    static uint8_t buf[ARENA_BYTES];
+    uint32_t rng = 12345;
+    for (int density = 1; density <= 64; density *= 4) {
+        for (size_t len = 0; len < 700; len += 1 + len / 50) {
+            size_t nl = 0, last = 0;
+            for (size_t i = 0; i < len; i++) {
+                rng = rng * 1103515245u + 12345u;
+                bool is_nl = (rng >> 16) % 64 < (uint32_t)density;
+                buf[i] = is_nl ? '\n' : (uint8_t)('a' + (rng >> 20) % 26);
+                if (is_nl) {
+                    nl++;
+                    last = i + 1;
+                }
+            }
+            expect_scan(FRAMING_LINE, buf, len, len, last, nl, false);
+            expect_scan(FRAMING_LINE, buf, len, 1u << 20, last, nl, false);
+        }
+    }
+    /* Only newlines: 64 Ki empty lines, every lane counting past 255. */
+    memset(buf, '\n', 65536);
+    expect_scan(FRAMING_LINE, buf, 65536, 1u << 20, 65536, 65536, false);
+    buf[65535] = 'x';
+    expect_scan(FRAMING_LINE, buf, 65536, 65536, 65535, 65535, false);
+}
+
 /* ---- frame_scan: len32 --------------------------------------------------------------------- */
 
 static void test_frame_len32_scan_basic(void **state)
@@ -630,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_frame_line_scan_basic),
         cmocka_unit_test(test_frame_line_scan_max_frame),
         cmocka_unit_test(test_frame_line_scan_long),
+        cmocka_unit_test(test_frame_line_scan_counting_matches_reference),
         cmocka_unit_test(test_frame_len32_scan_basic),
         cmocka_unit_test(test_frame_len32_scan_max_frame),
         cmocka_unit_test(test_frame_wire_len),
