@@ -123,7 +123,13 @@ static void frame_too_long(struct loop *l, struct conn *c)
         loop_doom(l, c, DISC_FRAME_TOO_LONG);
         return;
     }
-    /* Line mode: the client first gets the rest of a frame in progress, then one error line. */
+    /* Line mode: the client first gets the rest of a frame in progress, then one error line;
+     * unless its socket is full already: a client that is not reading is not waited for (its
+     * POLLOUT may never come, and its cursor would pin the log meanwhile). */
+    if (c->poll_armed) {
+        loop_doom(l, c, DISC_FRAME_TOO_LONG);
+        return;
+    }
     flow_forget(&l->flow, c->slot);
     fanout_finish(&l->fanout, &c->out);
     loop_try_send(l, c);
