@@ -16,19 +16,18 @@
 
 /* ------------------------------------------------------------------ the server */
 
-struct rc_server *hx_start_metrics(int *mport, const char *arg, ...)
+/* The relay with --metrics on a port it picks, and *mport read from its "Metrics at:" line. */
+static struct rc_server *start_metrics_v(int *mport, const char *const *env, const char *arg,
+                                         va_list ap)
 {
     const char *argv[64];
     size_t n = 0;
     argv[n++] = "--metrics";
     argv[n++] = "127.0.0.1:0";
-    va_list ap;
-    va_start(ap, arg);
     for (const char *a = arg; a && n < 63; a = va_arg(ap, const char *))
         argv[n++] = a;
-    va_end(ap);
     argv[n] = NULL;
-    struct rc_opts o = {.argv = argv};
+    struct rc_opts o = {.argv = argv, .env = env};
     struct rc_server *s = rc_start_ex(&o);
     static const char prefix[] = "Metrics at: http://127.0.0.1:";
     char line[256];
@@ -37,6 +36,15 @@ struct rc_server *hx_start_metrics(int *mport, const char *arg, ...)
     *mport = atoi(strstr(line, prefix) + strlen(prefix));
     if (*mport <= 0 || *mport > 65535)
         fail_msg("unexpected metrics line \"%s\"", line);
+    return s;
+}
+
+struct rc_server *hx_start_metrics(int *mport, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    struct rc_server *s = start_metrics_v(mport, NULL, arg, ap);
+    va_end(ap);
     return s;
 }
 
@@ -405,4 +413,318 @@ out:
     if (why)
         *why = reason;
     return reason[0] == 'd';
+}
+
+/* ------------------------------------------------------------------ connection and metrics abuse
+ */
+
+struct rc_server *hx_start_metrics_env(int *mport, const char *const *env, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    struct rc_server *s = start_metrics_v(mport, env, arg, ap);
+    va_end(ap);
+    return s;
+}
+
+double hx_metric_sum(const char *resp, const char *prefix)
+{
+    const char *body = strstr(resp, "\r\n\r\n");
+    size_t n = strlen(prefix);
+    double sum = 0;
+    for (const char *p = body ? body + 4 : resp; p && *p;) {
+        if (!strncmp(p, prefix, n)) {
+            const char *sp = strchr(p, ' ');
+            const char *nl = strchr(p, '\n');
+            if (sp && (!nl || sp < nl))
+                sum += strtod(sp + 1, NULL);
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return sum;
+}
+
+static void nap(int ms)
+{
+    struct pollfd none = {.fd = -1};
+    poll(&none, 1, ms);
+}
+
+double hx_wait_metric(struct rc_server *s, int mport, const char *name, double want, int timeout_ms)
+{
+    int64_t deadline = rc_now_ms() + timeout_ms;
+    double v = hx_scrape(s, mport, name);
+    for (int i = 0; i < 100000 && v != want && rc_now_ms() < deadline; i++) {
+        nap(20);
+        v = hx_scrape(s, mport, name);
+    }
+    return v;
+}
+
+void hx_expect_fds(struct rc_server *s, int want, const char *when)
+{
+    int n = rc_wait_fd_count(s, want, RC_WAIT_MS);
+    if (n != want) {
+        rc_dump_sockets(s);
+        fail_msg("%s: the server has %d descriptors open, %d when idle (leak?)", when, n, want);
+    }
+}
+
+void hx_expect_metrics_consistent(struct rc_server *s, int mport, double want_clients)
+{
+    char *resp;
+    int status = hx_http_get(s, mport, "/metrics", RC_IO_MS, &resp);
+    if (status != 200) {
+        rc_dump(s);
+        fail_msg("GET /metrics answered %d (0: nothing within %d ms)", status, RC_IO_MS);
+    }
+    double clients = -1, accepted = -1;
+    hx_metric(resp, "ringcast_clients", &clients);
+    hx_metric(resp, "ringcast_connections_accepted_total", &accepted);
+    double gone = hx_metric_sum(resp, "ringcast_disconnects_total{");
+    if (clients != want_clients || accepted - gone != clients) {
+        fprintf(stderr, "%s\n", resp);
+        free(resp);
+        fail_msg("metrics: clients %.0f (want %.0f), accepted %.0f - disconnects %.0f = %.0f "
+                 "(want clients)",
+                 clients, want_clients, accepted, gone, accepted - gone);
+    }
+    free(resp);
+}
+
+void hx_expect_relays(struct rc_server *s)
+{
+    int b = rc_connect_raw(s, 0);
+    int a = rc_connect_raw(s, 0);
+    char got[256];
+    size_t have = 0;
+    int64_t deadline = rc_now_ms() + RC_WAIT_MS;
+    uint32_t seq = 0;
+    bool ok = false;
+    for (; seq < 100000 && !ok && rc_now_ms() < deadline; seq++) {
+        char line[32];
+        int n = snprintf(line, sizeof(line), "fresh %08u\n", seq);
+        rc_send(a, line, (size_t)n);
+        int64_t until = rc_now_ms() + 50;
+        while (!ok && rc_now_ms() < until) {
+            struct pollfd p = {.fd = b, .events = POLLIN};
+            poll(&p, 1, 10);
+            ssize_t r = rc_recv_now(b, got + have, sizeof(got) - 1 - have);
+            if (r < 0)
+                fail_msg("a fresh client was disconnected");
+            have += (size_t)r;
+            got[have] = '\0';
+            ok = have >= 15 && strchr(got, '\n');
+        }
+    }
+    if (!ok) {
+        rc_dump(s);
+        fail_msg("a fresh pair of clients could not exchange a frame within %d ms", RC_WAIT_MS);
+    }
+    /* What arrived is whole "fresh NNNNNNNN\n" lines (possibly several), nothing else. */
+    for (size_t at = 0; at + 15 <= have; at += 15) {
+        unsigned v;
+        if (sscanf(got + at, "fresh %8u", &v) != 1 || got[at + 14] != '\n' || v >= seq)
+            fail_msg("a fresh client received \"%.*s\"", (int)have, got);
+    }
+    rc_close(a);
+    rc_close(b);
+}
+
+void hx_http_raw(struct rc_server *s, int mport, const void *req, size_t len, int timeout_ms,
+                 struct hx_http *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct rc_server m = *s;
+    m.port = mport;
+    int64_t t0 = rc_now_ms();
+    int fd = rc_connect_addr(&m, "127.0.0.1", 0);
+    size_t cap = 1u << 20;
+    out->resp = malloc(cap + 1);
+    assert_non_null(out->resp);
+    int64_t deadline = t0 + timeout_ms;
+    while (rc_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN | (out->sent < len ? POLLOUT : 0)};
+        int64_t left = deadline - rc_now_ms();
+        poll(&p, 1, left > 0 ? (int)left : 0);
+        if (out->sent < len && (p.revents & POLLOUT)) {
+            ssize_t n = send(fd, (const char *)req + out->sent, len - out->sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0)
+                out->sent += (size_t)n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                out->sent = len; /* the server closed: read what it said */
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = recv(fd, out->resp + out->len, cap - out->len, MSG_DONTWAIT);
+            if (n > 0) {
+                out->len += (size_t)n;
+                if (out->len == cap)
+                    break;
+                continue;
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                out->closed = true;
+                out->reset = n < 0 && errno == ECONNRESET;
+                break;
+            }
+        }
+    }
+    out->ms = rc_now_ms() - t0;
+    out->resp[out->len] = '\0';
+    if (sscanf(out->resp, "HTTP/1.1 %d ", &out->status) != 1)
+        out->status = 0;
+    rc_close(fd);
+}
+
+bool hx_http_complete(const char *resp, size_t len)
+{
+    const char *end = strstr(resp, "\r\n\r\n");
+    const char *cl = strstr(resp, "Content-Length: ");
+    if (!end || !cl || cl > end)
+        return false;
+    size_t body = (size_t)strtoul(cl + 16, NULL, 10);
+    return len == (size_t)(end + 4 - resp) + body;
+}
+
+int hx_http_answers(const char *resp, size_t len)
+{
+    int n = 0;
+    for (size_t i = 0; i + 7 <= len; i++)
+        if ((i == 0 || resp[i - 1] == '\n') && !memcmp(resp + i, "HTTP/1.", 7))
+            n++;
+    return n;
+}
+
+#define HX_STREAM_WINDOW (256u * 1024)
+
+void hx_stream_start(struct hx_stream *st, struct rc_server *s, int mport, int nsubs, uint8_t tag,
+                     uint32_t frames, size_t frame_len, uint32_t per_sec)
+{
+    assert_true(nsubs > 0 && nsubs <= HX_STREAM_MAX_SUBS);
+    memset(st, 0, sizeof(*st));
+    st->s = s;
+    st->nsubs = nsubs;
+    st->frames = frames;
+    st->frame_len = frame_len;
+    st->per_sec = per_sec;
+    st->len = (size_t)frames * frame_len;
+    st->data = malloc(st->len ? st->len : 1);
+    st->scratch = malloc(1u << 20);
+    assert_non_null(st->data);
+    assert_non_null(st->scratch);
+    for (uint32_t i = 0; i < frames; i++)
+        hx_frame_line(st->data + (size_t)i * frame_len, frame_len, tag, i);
+    double before = mport > 0 ? hx_scrape(s, mport, "ringcast_clients") : 0;
+    size_t mark = rc_log_mark(s);
+    for (int i = 0; i < nsubs; i++) {
+        st->subs[i] = rc_connect_raw(s, 0);
+        hx_check_init(&st->checks[i], false);
+        st->checks[i].want[tag] = frames;
+    }
+    st->pub = rc_connect_raw(s, 0);
+    if (mport > 0) {
+        double want = before + nsubs + 1;
+        double got = hx_wait_metric(s, mport, "ringcast_clients", want, RC_WAIT_MS);
+        if (got != want)
+            fail_msg("set-up: %.0f clients registered, want %.0f", got, want);
+    } else {
+        for (int i = 0; i < nsubs; i++)
+            rc_wait_client_log(s, mark, rc_port_of(st->subs[i]), "connected.");
+        rc_wait_client_log(s, mark, rc_port_of(st->pub), "connected.");
+    }
+    st->t0 = rc_now_ms();
+}
+
+void hx_stream_step(struct hx_stream *st, int wait_ms)
+{
+    size_t due = st->len;
+    if (st->per_sec) {
+        uint64_t n = (uint64_t)(rc_now_ms() - st->t0) * st->per_sec / 1000 + 1;
+        due = n < st->frames ? (size_t)n * st->frame_len : st->len;
+    }
+    if (st->until && due > st->until)
+        due = st->until;
+    /*
+     * The publisher stays within HX_STREAM_WINDOW of the slowest subscriber: this one thread
+     * reads them in turn, and on a slow (sanitizer) run they must not drift a --max-queue apart
+     * and be judged against each other. A relay that stops delivering still stalls the stream.
+     */
+    uint64_t slowest = UINT64_MAX;
+    for (int i = 0; i < st->nsubs; i++)
+        if (st->checks[i].bytes < slowest)
+            slowest = st->checks[i].bytes;
+    if (due > slowest + HX_STREAM_WINDOW)
+        due = (size_t)(slowest + HX_STREAM_WINDOW);
+    struct pollfd p[HX_STREAM_MAX_SUBS + 1];
+    for (int i = 0; i < st->nsubs; i++)
+        p[i] = (struct pollfd){.fd = st->subs[i], .events = POLLIN};
+    p[st->nsubs] = (struct pollfd){.fd = st->pub, .events = st->sent < due ? POLLOUT : 0};
+    poll(p, (nfds_t)st->nsubs + 1, wait_ms);
+    /* Bounded: a few MiB per call, so the caller's offender gets its turn. */
+    for (int k = 0; k < 8 && st->sent < due; k++) {
+        size_t put = rc_send_some(st->pub, st->data + st->sent, due - st->sent);
+        if (!put)
+            break;
+        st->sent += put;
+    }
+    for (int i = 0; i < st->nsubs; i++) {
+        for (int k = 0; k < 8; k++) {
+            ssize_t n = rc_recv_now(st->subs[i], st->scratch, 1u << 20);
+            if (n < 0) {
+                rc_dump(st->s);
+                fail_msg("healthy subscriber %d was disconnected", i);
+            }
+            if (n == 0)
+                break;
+            if (!hx_check_feed(&st->checks[i], st->scratch, (size_t)n))
+                fail_msg("healthy subscriber %d: %s", i, st->checks[i].err);
+        }
+    }
+    int64_t now = rc_now_ms();
+    if (now >= st->next_alive) {
+        hx_expect_alive(st->s, "beside the offender");
+        st->next_alive = now + 200;
+    }
+}
+
+bool hx_stream_complete(const struct hx_stream *st)
+{
+    for (int i = 0; i < st->nsubs; i++)
+        if (!hx_check_complete(&st->checks[i]))
+            return false;
+    return true;
+}
+
+void hx_stream_finish(struct hx_stream *st, int timeout_ms)
+{
+    st->per_sec = 0;
+    st->until = 0;
+    int64_t deadline = rc_now_ms() + timeout_ms;
+    while (!hx_stream_complete(st) && rc_now_ms() < deadline)
+        hx_stream_step(st, 10);
+    for (int i = 0; i < st->nsubs; i++) {
+        if (!hx_check_complete(&st->checks[i])) {
+            char d[512];
+            hx_check_describe(&st->checks[i], d, sizeof(d));
+            rc_dump(st->s);
+            fail_msg("healthy subscriber %d did not get the whole stream within %d ms "
+                     "(publisher sent %zu of %zu bytes): %s",
+                     i, timeout_ms, st->sent, st->len, d);
+        }
+    }
+}
+
+void hx_stream_close(struct hx_stream *st)
+{
+    rc_close(st->pub);
+    for (int i = 0; i < st->nsubs; i++) {
+        rc_close(st->subs[i]);
+        hx_check_free(&st->checks[i]);
+    }
+    free(st->data);
+    free(st->scratch);
+    st->data = st->scratch = NULL;
 }

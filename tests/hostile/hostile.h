@@ -122,4 +122,84 @@ struct hx_pump_opts {
 bool hx_pump(struct rc_server *s, struct hx_peer *peers, size_t n, const struct hx_pump_opts *opts,
              const char **why);
 
+/* ---- connection and metrics-endpoint abuse (test_conn_*.c, test_metrics_abuse.c) ---- */
+
+/* hx_start_metrics with extra environment for the server (NULL-terminated "NAME=VALUE"). */
+struct rc_server *hx_start_metrics_env(int *mport, const char *const *env, const char *arg, ...);
+
+/* Sum of the samples whose name starts with prefix, e.g. "ringcast_disconnects_total{". */
+double hx_metric_sum(const char *resp, const char *prefix);
+
+/*
+ * Scrapes until the sample name equals want (bounded by timeout_ms, a scrape every 20 ms or so).
+ * Returns the last value seen; fails the test when no scrape answers.
+ */
+double hx_wait_metric(struct rc_server *s, int mport, const char *name, double want,
+                      int timeout_ms);
+
+/* Waits (bounded) until the server has exactly want descriptors open; fails the test otherwise. */
+void hx_expect_fds(struct rc_server *s, int want, const char *when);
+
+/*
+ * The metrics agree with themselves and with the test: scrapes once and fails unless clients ==
+ * want_clients and connections_accepted_total - sum(disconnects_total) == clients.
+ */
+void hx_expect_metrics_consistent(struct rc_server *s, int mport, double want_clients);
+
+/*
+ * A fresh pair of clients still exchanges frames: b connects, then a sends a short numbered line
+ * every 50 ms until b has one (bounded), which needs no log line (works with -q). Both are closed.
+ */
+void hx_expect_relays(struct rc_server *s);
+
+/* A raw HTTP exchange with the metrics port. */
+struct hx_http {
+    int status;  /* from "HTTP/1.1 NNN", 0 when no status line came */
+    char *resp;  /* malloc'ed, NUL-terminated answer (may be empty), owned by the caller */
+    size_t len;  /* its length */
+    bool closed; /* the server closed (EOF) or reset the connection */
+    bool reset;  /* ... with a reset */
+    size_t sent; /* request bytes the server took */
+    int64_t ms;  /* connect to close (or to the time-out) */
+};
+/*
+ * Sends req (as the socket takes it, within timeout_ms, stopping quietly when the server closes)
+ * and reads until the server closes or timeout_ms passes (at most 1 MiB is kept).
+ */
+void hx_http_raw(struct rc_server *s, int mport, const void *req, size_t len, int timeout_ms,
+                 struct hx_http *out);
+/* True when resp is a whole HTTP answer: a header and exactly Content-Length bytes of body. */
+bool hx_http_complete(const char *resp, size_t len);
+/* Number of status lines ("HTTP/1.") at the start of a line in resp. */
+int hx_http_answers(const char *resp, size_t len);
+
+/*
+ * A healthy stream beside an offender: one publisher sends frames numbered 0..frames-1 of
+ * frame_len bytes (line framing, tag), per_sec a second (0: as fast as the relay takes them), and
+ * nsubs subscribers read and check everything (hx_check). Registration is awaited through the
+ * log, or through the metrics gauge when mport > 0 (servers run with -q). The publisher never runs
+ * more than 256 KiB ahead of the slowest subscriber.
+ */
+#define HX_STREAM_MAX_SUBS 8
+struct hx_stream {
+    struct rc_server *s;
+    int pub, subs[HX_STREAM_MAX_SUBS], nsubs;
+    struct hx_check checks[HX_STREAM_MAX_SUBS];
+    uint8_t *data, *scratch;
+    size_t frame_len, len, sent;
+    size_t until; /* when not 0, the publisher stops there (the test may move or clear it) */
+    uint32_t frames, per_sec;
+    int64_t t0, next_alive;
+};
+void hx_stream_start(struct hx_stream *st, struct rc_server *s, int mport, int nsubs, uint8_t tag,
+                     uint32_t frames, size_t frame_len, uint32_t per_sec);
+/* Sends what is due, reads what came (waiting at most wait_ms); fails on a bad or lost byte. */
+void hx_stream_step(struct hx_stream *st, int wait_ms);
+/* True once every subscriber has every frame. */
+bool hx_stream_complete(const struct hx_stream *st);
+/* Sends the rest at full speed and waits (bounded) until every subscriber has everything. */
+void hx_stream_finish(struct hx_stream *st, int timeout_ms);
+/* Closes the publisher and the subscribers, frees the buffers. */
+void hx_stream_close(struct hx_stream *st);
+
 #endif
