@@ -239,7 +239,7 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         union netaddr maddr;
         socklen_t mlen = sizeof(maddr);
         getsockname(l->httpd.listen_fd, &maddr.sa, &mlen);
-        say_event("Metrics at: http://%s/metrics", netaddr_format(&maddr, addr, sizeof(addr)));
+        say_always("Metrics at: http://%s/metrics", netaddr_format(&maddr, addr, sizeof(addr)));
     }
     l->watchdog_ns = sysd_watchdog_period_ns();
     if (say_verbosity() == VERB_VERBOSE) {

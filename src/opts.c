@@ -41,7 +41,7 @@ static const char usage_text[] =
     "  --drain-timeout S       on SIGINT/SIGTERM, time to flush queued output (5)\n"
     "  --stats-interval S      print a summary line every S seconds (0: never)\n"
     "  --metrics HOST:PORT     serve Prometheus /metrics and /healthz there (off)\n"
-    "  -q, --quiet             only the start line, warnings and errors\n"
+    "  -q, --quiet             only the start line, the metrics address, warnings and errors\n"
     "  -v, --verbose           also log every frame received\n"
     "  --help                  show this help\n"
     "  --version               show the version\n"

@@ -233,6 +233,14 @@ static void test_cli_verbose_len32(void **state)
     assert_string_equal(line, want);
 }
 
+/* -q still says where the metrics are: with port 0 nothing else tells a script the port. */
+static void test_cli_quiet_keeps_metrics_address(void **state)
+{
+    (void)state;
+    struct rc_server *s = rc_start("-q", "--metrics", "127.0.0.1:0", NULL);
+    assert_true(rc_log_wait(s, 0, "Metrics at: http://127.0.0.1:", RC_WAIT_MS));
+}
+
 /* -q keeps only the start line (warnings and errors go to stderr). */
 static void test_cli_quiet(void **state)
 {
@@ -310,6 +318,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cli_verbose, rc_teardown),
         cmocka_unit_test_teardown(test_cli_verbose_len32, rc_teardown),
         cmocka_unit_test_teardown(test_cli_quiet, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_quiet_keeps_metrics_address, rc_teardown),
         cmocka_unit_test_teardown(test_cli_stats_interval, rc_teardown),
         cmocka_unit_test_teardown(test_cli_all_options, rc_teardown),
     };
