@@ -69,7 +69,7 @@ static void start_baseline(const char *const *opts)
 static int stop_baseline(void **state)
 {
     (void)state;
-    int code = server_pid > 0 ? fs_stop(server_pid) : 0;
+    int code = server_pid > 0 ? sp_stop(server_pid) : 0;
     char rest[4096];
     ssize_t n = server_out >= 0 ? read(server_out, rest, sizeof(rest) - 1) : 0;
     if (n > 0) {
@@ -216,7 +216,7 @@ static void test_bad_usage(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *argv[] = {baseline_bin(), cases[i][0], cases[i][1], NULL};
         char *out = NULL, *err = NULL;
-        assert_int_equal(fs_run(argv, FS_RUN_MS, &out, &err), 2);
+        assert_int_equal(sp_run(argv, FS_RUN_MS, &out, &err), 2);
         assert_int_equal(fs_count_lines(err), 1);
         assert_true(out && !*out);
         free(out);

@@ -50,7 +50,7 @@ static void run_case(const char *fault, const char *seq, const char *verify, str
         args[17] = NULL;
     struct fs_flood r;
     fs_flood_run(&r, args);
-    int rcode = fs_stop(pid);
+    int rcode = sp_stop(pid);
 
     bool clean = !w.lost && !w.duplicated && !w.reordered && !w.corrupt;
     if (r.code != (clean ? 0 : 3) || !r.json) {

@@ -62,7 +62,7 @@ static void check_lossless(const char *j, int pubs, int count, int subs, int siz
     double prev = 0;
     bool timed = fs_json_need(j, "latency_us.samples") > 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        assert_true(fs_json_has(j, keys[i]));
+        assert_true(sp_json_has(j, keys[i]));
         if (!timed) /* no verified subscriber: null */
             continue;
         double v = fs_json_need(j, keys[i]);
@@ -76,7 +76,7 @@ static void check_lossless(const char *j, int pubs, int count, int subs, int siz
 
     double cpu = fs_json_need(j, "flood_cpu");
     assert_true(cpu >= 0 && cpu <= 64);
-    assert_true(fs_json_has(j, "server_cpu"));
+    assert_true(sp_json_has(j, "server_cpu"));
     if (server) {
         double scpu = fs_json_need(j, "server_cpu");
         assert_true(scpu >= 0 && scpu <= 64);
@@ -271,7 +271,7 @@ static void test_bad_arguments(void **state)
     /* An option missing its value (the last argument). */
     const char *argv[] = {fs_flood_bin(), "--subs", "2", "--port", NULL};
     char *out = NULL, *err = NULL;
-    assert_int_equal(fs_run(argv, FS_RUN_MS, &out, &err), 2);
+    assert_int_equal(sp_run(argv, FS_RUN_MS, &out, &err), 2);
     assert_int_equal(fs_count_lines(err), 1);
     assert_true(out && !*out);
     free(out);

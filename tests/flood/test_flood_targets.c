@@ -39,7 +39,7 @@ static int start_server(void **state)
     /* The port was free a moment ago; another process may take it meanwhile: try again. */
     for (int attempt = 0; attempt < 5; attempt++) {
         char port[16];
-        server_port = fs_free_port();
+        server_port = sp_free_port();
         snprintf(port, sizeof(port), "%d", server_port);
         if (is_redis()) {
             const char *argv[] = {server_path,
@@ -61,11 +61,11 @@ static int start_server(void **state)
             const char *argv[] = {server_path, "-a", "127.0.0.1", "-p", port, NULL};
             server_pid = fs_spawn(argv, log, NULL);
         }
-        if (fs_wait_listening(server_port, server_pid, FS_START_MS)) {
+        if (sp_wait_listening(server_port, server_pid, FS_START_MS)) {
             unlink(log);
             return 0;
         }
-        fs_stop(server_pid);
+        sp_stop(server_pid);
         server_pid = 0;
     }
     fprintf(stderr, "%s did not start; see %s\n", server_path, log);
@@ -75,7 +75,7 @@ static int start_server(void **state)
 static int stop_server(void **state)
 {
     (void)state;
-    fs_stop(server_pid);
+    sp_stop(server_pid);
     server_pid = 0;
     return 0;
 }
@@ -95,7 +95,7 @@ static bool flood_knows_proto(void)
     const char *argv[] = {fs_flood_bin(), "--proto", FLOOD_TARGET, "--port", port, "--subs", "1",
                           "--pubs",       "1",       "--count",    "1",      NULL};
     char *err = NULL;
-    int code = fs_run(argv, FS_RUN_MS, NULL, &err);
+    int code = sp_run(argv, FS_RUN_MS, NULL, &err);
     close(fd);
     if (code == 2)
         fprintf(stderr, "flood does not take --proto %s yet: %s", FLOOD_TARGET, err ? err : "");

@@ -134,17 +134,9 @@ enum fate { PENDING, ACCEPTED, SHED };
 /* The highest descriptor number the server has open. */
 static int highest_fd(struct rc_server *s)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    int top = -1;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.' && atoi(de->d_name) > top)
-            top = atoi(de->d_name);
-    closedir(d);
-    return top;
+    struct sp_fds f;
+    assert_true(sp_proc_fds(s->pid, &f));
+    return f.highest;
 }
 
 static void emfile_case(bool multishot)

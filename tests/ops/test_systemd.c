@@ -537,17 +537,7 @@ static void copy_binary(char *dst, size_t cap)
 
 static int proc_uid(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    int uid = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "Uid: %d", &uid) == 1)
-            break;
-    fclose(f);
-    return uid;
+    return (int)sp_proc_status(pid, "Uid:");
 }
 
 /* Relays enough for zero-copy sends to happen, and checks every byte. */

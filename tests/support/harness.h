@@ -1,6 +1,6 @@
 /*
- * Integration test harness: runs the real ringcast binary ($RINGCAST_BIN) as a child process and
- * drives it over loopback sockets.
+ * The relay test harness (on top of support.h): runs the real ringcast binary ($RINGCAST_BIN) as a
+ * child process and drives it over loopback sockets.
  *
  * Every wait is bounded in time and every loop in count. Synchronisation is done on the server's
  * log lines (stdout, drained by a background thread so the server never blocks on a full pipe) and
@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "support.h"
 
 /* Generous bounds: a loaded 2-core machine running the sanitizer build must never hit them. */
 #define RC_START_TIMEOUT_MS 10000

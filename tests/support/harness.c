@@ -7,7 +7,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,9 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,21 +52,7 @@ static size_t ntracked;
 
 int64_t rc_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining(int64_t deadline)
-{
-    int64_t left = deadline - rc_now_ms();
-    return left < 0 ? 0 : (int)left;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    return sp_now_ms();
 }
 
 /* ------------------------------------------------------------------ reader thread */
@@ -157,7 +140,7 @@ static void reader_wait_eof(struct rc_reader *r, int timeout_ms)
 {
     int64_t deadline = rc_now_ms() + timeout_ms;
     pthread_mutex_lock(&r->mu);
-    while (!(r->bufs[0].eof && r->bufs[1].eof) && remaining(deadline) > 0) {
+    while (!(r->bufs[0].eof && r->bufs[1].eof) && sp_remaining_ms(deadline) > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 20 * 1000000L;
@@ -235,31 +218,9 @@ static int spawn(const struct rc_opts *opts, pid_t *pid, int fds[2])
     envp[e] = NULL;
 
     int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) < 0)
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
         abort();
-    if (pipe2(err, O_CLOEXEC) < 0)
-        abort();
-    fflush(NULL);
-    pid_t child = fork();
-    if (child < 0)
-        abort();
-    if (child == 0) {
-        /* Only async-signal-safe calls from here on. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        /* The test's client sockets must not leak into the server. */
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        signal(SIGPIPE, SIG_DFL);
-        execve(bin, (char *const *)argv, (char *const *)envp);
-        static const char msg[] = "harness: execve failed\n";
-        ssize_t w = write(2, msg, sizeof(msg) - 1);
-        (void)w;
-        _exit(127);
-    }
+    pid_t child = sp_spawn(argv, envp, out[1], err[1]);
     close(out[1]);
     close(err[1]);
     free(argv);
@@ -311,9 +272,9 @@ static int wait_pid(struct rc_server *s, int timeout_ms)
     for (;;) {
         if (reap(s, false))
             return s->status;
-        if (remaining(deadline) == 0)
+        if (sp_remaining_ms(deadline) == 0)
             return -1;
-        nap_ms(2);
+        sp_nap_ms(2);
     }
 }
 
@@ -386,11 +347,11 @@ static size_t log_wait_count(struct rc_server *s, size_t mark, const char *needl
     pthread_mutex_lock(&r->mu);
     for (;;) {
         got = scan_lines(&r->bufs[0], mark, needle, count, first, cap);
-        if (got >= count || r->bufs[0].eof || remaining(deadline) == 0)
+        if (got >= count || r->bufs[0].eof || sp_remaining_ms(deadline) == 0)
             break;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        int wait = remaining(deadline);
+        int wait = sp_remaining_ms(deadline);
         if (wait > 100)
             wait = 100;
         ts.tv_nsec += (long)wait * 1000000L;
@@ -496,13 +457,13 @@ size_t rc_err_wait_lines(struct rc_server *s, size_t count, int timeout_ms)
 {
     int64_t deadline = rc_now_ms() + timeout_ms;
     size_t n;
-    while ((n = rc_err_lines(s)) < count && remaining(deadline) > 0) {
+    while ((n = rc_err_lines(s)) < count && sp_remaining_ms(deadline) > 0) {
         pthread_mutex_lock(&s->reader->mu);
         bool eof = s->reader->bufs[1].eof;
         pthread_mutex_unlock(&s->reader->mu);
         if (eof)
             break;
-        nap_ms(5);
+        sp_nap_ms(5);
     }
     return n;
 }
@@ -626,12 +587,12 @@ int rc_run(const struct rc_opts *opts, int timeout_ms, char **out, char **err)
     int64_t deadline = rc_now_ms() + timeout_ms;
     bool open[2] = {true, true};
     char buf[4096];
-    while ((open[0] || open[1]) && remaining(deadline) > 0) {
+    while ((open[0] || open[1]) && sp_remaining_ms(deadline) > 0) {
         struct pollfd pfd[2] = {
             {.fd = open[0] ? fds[0] : -1, .events = POLLIN},
             {.fd = open[1] ? fds[1] : -1, .events = POLLIN},
         };
-        if (poll(pfd, 2, remaining(deadline)) <= 0)
+        if (poll(pfd, 2, sp_remaining_ms(deadline)) <= 0)
             continue;
         for (int i = 0; i < 2; i++) {
             if (!pfd[i].revents)
@@ -644,7 +605,7 @@ int rc_run(const struct rc_opts *opts, int timeout_ms, char **out, char **err)
         }
     }
     struct rc_server tmp = {.pid = pid};
-    int st = wait_pid(&tmp, remaining(deadline) + 100);
+    int st = wait_pid(&tmp, sp_remaining_ms(deadline) + 100);
     if (st == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -690,42 +651,14 @@ int rc_wait_exit(struct rc_server *s, int timeout_ms)
 
 int rc_fd_count(struct rc_server *s)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
+    struct sp_fds f;
+    return sp_proc_fds(s->pid, &f) ? f.count : -1;
 }
 
 int rc_lowest_free_fd(struct rc_server *s)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
-    static bool used[65536];
-    memset(used, 0, sizeof(used));
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        long fd = strtol(de->d_name, NULL, 10);
-        if (fd >= 0 && fd < 65536)
-            used[fd] = true;
-    }
-    closedir(d);
-    int fd = 0;
-    while (fd < 65536 && used[fd])
-        fd++;
-    return fd;
+    struct sp_fds f;
+    return sp_proc_fds(s->pid, &f) ? f.lowest_free : -1;
 }
 
 int rc_wait_fd_count(struct rc_server *s, int want, int timeout_ms)
@@ -734,54 +667,20 @@ int rc_wait_fd_count(struct rc_server *s, int want, int timeout_ms)
     int n;
     for (;;) {
         n = rc_fd_count(s);
-        if (n == want || remaining(deadline) == 0)
+        if (n == want || sp_remaining_ms(deadline) == 0)
             return n;
-        nap_ms(20);
+        sp_nap_ms(20);
     }
 }
 
 long rc_rss_kb(struct rc_server *s)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return sp_proc_status(s->pid, "VmRSS:");
 }
 
 long rc_cpu_ms(struct rc_server *s)
 {
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    p += 2; /* field 3, the state */
-    unsigned long utime = 0, stime = 0;
-    /* Fields 3..13 skipped, then utime (14) and stime (15). */
-    for (int field = 3; field < 14 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    if (!p || sscanf(p, "%lu %lu", &utime, &stime) != 2)
-        return -1;
-    long tck = sysconf(_SC_CLK_TCK);
-    return (long)((utime + stime) * 1000UL / (unsigned long)tck);
+    return sp_proc_cpu_ms(s->pid);
 }
 
 /* ------------------------------------------------------------------ set-up and teardown */
@@ -940,8 +839,8 @@ int rc_connect_addr(struct rc_server *s, const char *host, int rcvbuf)
         fail_msg("harness: connect to port %d: %s", s->port, strerror(errno));
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (remaining(deadline) > 0) {
-        int n = poll(&p, 1, remaining(deadline));
+    while (sp_remaining_ms(deadline) > 0) {
+        int n = poll(&p, 1, sp_remaining_ms(deadline));
         if (n > 0)
             break;
     }
@@ -1050,10 +949,10 @@ size_t rc_send_lenient(int fd, const void *buf, size_t len, int timeout_ms)
         }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             break;
-        if (remaining(deadline) == 0)
+        if (sp_remaining_ms(deadline) == 0)
             break;
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        poll(&pfd, 1, remaining(deadline));
+        poll(&pfd, 1, sp_remaining_ms(deadline));
     }
     return done;
 }
@@ -1095,12 +994,12 @@ size_t rc_recv_exact(int fd, void *buf, size_t len, int timeout_ms, const char *
             reason = "error";
             break;
         }
-        if (remaining(deadline) == 0) {
+        if (sp_remaining_ms(deadline) == 0) {
             reason = "timeout";
             break;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        poll(&pfd, 1, remaining(deadline));
+        poll(&pfd, 1, sp_remaining_ms(deadline));
     }
     if (why)
         *why = reason ? reason : "ok";
@@ -1169,10 +1068,10 @@ size_t rc_recv_until_eof(int fd, void *buf, size_t cap, int timeout_ms)
             return total;
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return total;
-        if (remaining(deadline) == 0)
+        if (sp_remaining_ms(deadline) == 0)
             return (size_t)-1;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        poll(&pfd, 1, remaining(deadline));
+        poll(&pfd, 1, sp_remaining_ms(deadline));
     }
 }
 
@@ -1235,9 +1134,9 @@ bool rc_transfer(struct rc_flow *flows, size_t n, int timeout_ms)
                     done = false;
             break;
         }
-        if (remaining(deadline) == 0)
+        if (sp_remaining_ms(deadline) == 0)
             break;
-        if (poll(pfd, n, remaining(deadline)) <= 0)
+        if (poll(pfd, n, sp_remaining_ms(deadline)) <= 0)
             continue;
         for (size_t i = 0; i < n; i++) {
             struct rc_flow *f = &flows[i];
