@@ -1,1 +1,0 @@
-taskset -c 1 build/bench/flood/flood --proto line --port 39929 --server-pid 25402 --subs 100 --pubs 1 --size 1024 --rate 0 --verify 2 --duration 8 --warmup 2

@@ -1,1 +1,0 @@
-taskset -c 1 build/bench/flood/flood --proto redis --port 22822 --server-pid 25784 --subs 1000 --pubs 1 --size 64 --rate 0 --verify 2 --duration 8 --warmup 2

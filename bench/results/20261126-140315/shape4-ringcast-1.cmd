@@ -1,1 +1,0 @@
-taskset -c 1 build/bench/flood/flood --proto line --port 36299 --server-pid 2826 --subs 100 --pubs 1 --size 64 --rate 10000 --verify 10 --read-interval 5000 --duration 8 --warmup 2

@@ -1,1 +1,0 @@
-taskset -c 1 build/bench/flood/flood --proto redis --port 30762 --server-pid 21405 --subs 100 --pubs 1 --size 64 --rate 1000 --verify 10 --read-interval 5000 --duration 5 --warmup 1

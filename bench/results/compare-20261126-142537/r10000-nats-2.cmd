@@ -1,1 +1,0 @@
-taskset -c 1 build/bench/flood/flood --proto nats --port 26368 --server-pid 20647 --subs 100 --pubs 1 --size 64 --rate 10000 --verify 10 --read-interval 5000 --duration 5 --warmup 1
