@@ -167,7 +167,7 @@ static void usage(FILE *out)
             "                            progress (default 5)\n"
             "  --rcvlowat B              byte-counting subscribers wake up only once B bytes\n"
             "                            are waiting while the load runs (SO_RCVLOWAT; default\n"
-            "                            64K, 0 = off): fewer, larger reads\n"
+            "                            0 = off): fewer, larger reads\n"
             "  --read-interval US        while the load runs, byte-counting subscribers are not\n"
             "                            watched but read every US microseconds (default 0:\n"
             "                            watched and read at once), so that they make far\n"
@@ -2159,7 +2159,8 @@ static void progress(uint64_t now)
     double deliv = dt > 0 ? (double)(rx - F.last_progress_rx) / (double)F.fmt.wire_sub / dt : 0;
     F.last_progress_rx = rx;
     F.last_progress_at = now;
-    double elapsed = (double)(now - F.phase_start) / 1e9;
+    /* A phase announced by another thread may start after this tick's clock: never below 0. */
+    double elapsed = now > F.phase_start ? (double)(now - F.phase_start) / 1e9 : 0;
     char rate[32], p99[32];
     fmt_rate(rate, sizeof(rate), deliv);
     hist_reset(&F.prog_hist);
