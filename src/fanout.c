@@ -170,7 +170,7 @@ static void took_from_log(const struct fanout *fo, struct fanout_client *fc, uin
             seglen = bcast_next_range(log, &start, self_skip, fc->own_end, &skipped);
         }
         if (res < seglen) {
-            pos += res; /* mid-range: its frames are counted by a later send */
+            pos += res; /* mid-range: its frames are counted by a later send, a drop or the leave */
             break;
         }
         pos += seglen;
@@ -268,6 +268,24 @@ uint64_t fanout_owed(const struct fanout *fo, const struct fanout_client *fc)
 }
 
 /*
+ * Short sends count no frames (finding frame ends inside a record costs a scan): the frames the
+ * socket took whole before the cursor are counted here, when it matters (a drop, a departure).
+ * Returns the end of the frame the cursor is in (the cursor itself on a boundary).
+ */
+static uint64_t count_whole_frames_taken(const struct fanout *fo, struct fanout_client *fc)
+{
+    const struct bcast *log = fo->log;
+    uint64_t frame_end = bcast_frame_end(log, fo->framing, fc->cursor);
+    uint64_t done =
+        bcast_seq_at_boundary(log, fo->framing, frame_end) - (frame_end > fc->cursor ? 1 : 0);
+    if (done > fc->seq) {
+        fo->stats->deliveries += done - fc->seq;
+        fc->seq = done;
+    }
+    return frame_end;
+}
+
+/*
  * Drop policy: discard the oldest frames queued for @fc, keeping about keep_on_drop units of the
  * newest, so it soon receives current data again and is not judged again at once. A frame
  * already partly sent is finished first (its rest copied aside, since its log bytes are let go).
@@ -276,14 +294,8 @@ static enum fanout_verdict drop_backlog(const struct fanout *fo, struct fanout_c
                                         uint32_t self)
 {
     const struct bcast *log = fo->log;
-    uint64_t frame_end = bcast_frame_end(log, fo->framing, fc->cursor);
     /* Frames a short send already delivered whole are deliveries, not drops. */
-    uint64_t done =
-        bcast_seq_at_boundary(log, fo->framing, frame_end) - (frame_end > fc->cursor ? 1 : 0);
-    if (done > fc->seq) {
-        fo->stats->deliveries += done - fc->seq;
-        fc->seq = done;
-    }
+    uint64_t frame_end = count_whole_frames_taken(fo, fc);
     /* Keep about keep_on_drop log units of the newest frames: counted in units, like the quota,
      * so a backlog of tiny interleaved frames shrinks as much as one of large ones. */
     uint64_t target = log->vhead > fo->keep_on_drop ? log->vhead - fo->keep_on_drop : 0;
@@ -346,6 +358,8 @@ bool fanout_release(const struct fanout *fo, struct fanout_client *fc)
 {
     if (fc->inflight)
         return false;
+    /* Its cursor still pins the log: what it took whole before leaving was delivered. */
+    count_whole_frames_taken(fo, fc);
     resid_free(fo, fc);
     return true;
 }
