@@ -297,8 +297,13 @@ static enum fanout_verdict drop_backlog(const struct fanout *fo, struct fanout_c
     /* Frames a short send already delivered whole are deliveries, not drops. */
     uint64_t frame_end = count_whole_frames_taken(fo, fc);
     /* Keep about keep_on_drop log units of the newest frames: counted in units, like the quota,
-     * so a backlog of tiny interleaved frames shrinks as much as one of large ones. */
-    uint64_t target = log->vhead > fo->keep_on_drop ? log->vhead - fo->keep_on_drop : 0;
+     * so a backlog of tiny interleaved frames shrinks as much as one of large ones. The rest of
+     * a frame in progress is kept too (aside), and with it the client must end within its quota:
+     * with a frame longer than half of it, fewer are kept (found by fuzz_fanout). */
+    uint64_t aside = (fc->resid_len - fc->resid_off) + (frame_end - fc->cursor);
+    uint64_t room = fo->quota > aside ? fo->quota - aside : 0;
+    uint64_t keep = fo->keep_on_drop < room ? fo->keep_on_drop : room;
+    uint64_t target = log->vhead > keep ? log->vhead - keep : 0;
     uint64_t resume = bcast_off_at_units(log, target);
     if (resume < frame_end)
         resume = frame_end;

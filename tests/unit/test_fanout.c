@@ -606,6 +606,28 @@ static void test_fanout_drop_counts_frames_sent_before(void **state)
     fx_destroy(&x);
 }
 
+/* A drop with the rest of a frame aside keeps fewer of the newest frames when it must: the client
+ * ends within its quota even when keep_on_drop and that rest together exceed it (fuzz_fanout:
+ * crash-drop-leaves-partial-frame-over-quota). */
+static void test_fanout_drop_with_frame_aside_ends_within_quota(void **state)
+{
+    (void)state;
+    struct fx x;
+    fx_init(&x, 1, SLOW_DROP, false, 22, 20);
+    struct fanout_client c;
+    fanout_join(&x.fo, &c, 0);
+    ten_frames(&x, 'a');
+    struct fanout_send s;
+    assert_true(plan(&x, &c, 2, &s));
+    assert_int_equal(fanout_sent(&x.fo, &c, 15), FANOUT_SENT_SHORT); /* mid frame [10, 20) */
+    ten_frames(&x, 'b');
+    assert_int_equal(fanout_judge(&x.fo, &c, 2), FANOUT_DROPPED);
+    assert_int_equal(c.resid_len - c.resid_off, 5);
+    assert_true(fanout_charge(&x.fo, &c) <= 22);
+    assert_int_equal(fanout_judge(&x.fo, &c, 2), FANOUT_OK);
+    fx_destroy(&x);
+}
+
 static void test_fanout_drop_nomem(void **state)
 {
     (void)state;
@@ -953,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_fanout_drop_leaves_charge_within_quota),
         cmocka_unit_test(test_fanout_drop_over_quota_drops_something),
         cmocka_unit_test(test_fanout_drop_counts_frames_sent_before),
+        cmocka_unit_test(test_fanout_drop_with_frame_aside_ends_within_quota),
         cmocka_unit_test(test_fanout_drop_nomem),
         cmocka_unit_test(test_fanout_zc_plan_and_pins),
         cmocka_unit_test(test_fanout_zc_copied_falls_back),
