@@ -423,15 +423,15 @@ static void run_vanish(const struct od_config *cfg, const struct od_offender *of
     od_check(cfg, off);
 }
 
+/* What the four vanishing publishers share: they differ in framing, where they stop, and how. */
+#define VANISH_OPS                                                                                 \
+    .log_end = " disconnected.", .start = vanish_start, .tick = vanish_tick, .done = vanish_done,  \
+    .verdict = vanish_verdict, .state = &vanish_state
+
 static const struct od_offender vanish_line_fin_off = {
     .name = "a publisher that leaves (FIN) mid-frame (line)",
     .reason = "eof",
-    .log_end = " disconnected.",
-    .start = vanish_start,
-    .tick = vanish_tick,
-    .done = vanish_done,
-    .verdict = vanish_verdict,
-    .state = &vanish_state,
+    VANISH_OPS,
 };
 
 static void test_readers_vanish_line_fin(void **state)
@@ -442,12 +442,7 @@ static void test_readers_vanish_line_fin(void **state)
 static const struct od_offender vanish_line_rst_off = {
     .name = "a publisher that resets mid-frame (line)",
     .reason = "reset",
-    .log_end = " disconnected.",
-    .start = vanish_start,
-    .tick = vanish_tick,
-    .done = vanish_done,
-    .verdict = vanish_verdict,
-    .state = &vanish_state,
+    VANISH_OPS,
 };
 
 static void test_readers_vanish_line_rst(void **state)
@@ -458,12 +453,7 @@ static void test_readers_vanish_line_rst(void **state)
 static const struct od_offender vanish_len32_rst_off = {
     .name = "a publisher that resets mid-payload (len32)",
     .reason = "reset",
-    .log_end = " disconnected.",
-    .start = vanish_start,
-    .tick = vanish_tick,
-    .done = vanish_done,
-    .verdict = vanish_verdict,
-    .state = &vanish_state,
+    VANISH_OPS,
 };
 
 static void test_readers_vanish_len32_rst(void **state)
@@ -474,12 +464,7 @@ static void test_readers_vanish_len32_rst(void **state)
 static const struct od_offender vanish_len32_header_off = {
     .name = "a publisher that leaves (FIN) mid-header (len32)",
     .reason = "eof",
-    .log_end = " disconnected.",
-    .start = vanish_start,
-    .tick = vanish_tick,
-    .done = vanish_done,
-    .verdict = vanish_verdict,
-    .state = &vanish_state,
+    VANISH_OPS,
 };
 
 static void test_readers_vanish_len32_fin_header(void **state)
