@@ -625,6 +625,8 @@ static void test_fanout_drop_with_frame_aside_ends_within_quota(void **state)
     assert_int_equal(c.resid_len - c.resid_off, 5);
     assert_true(fanout_charge(&x.fo, &c) <= 22);
     assert_int_equal(fanout_judge(&x.fo, &c, 2), FANOUT_OK);
+    assert_true(fanout_release(&x.fo, &c));
+    assert_int_equal(x.held, 0);
     fx_destroy(&x);
 }
 
