@@ -138,21 +138,11 @@ OD_FN int od_connect_opts(struct rc_server *s, int mss, int sndbuf)
 {
     if (od_nown == OD_MAX_OWN)
         fail_msg("od_connect_opts: more than %d sockets", OD_MAX_OWN);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        fail_msg("socket: %s", strerror(errno));
-    od_own[od_nown++] = fd;
-    if (mss > 0 && setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)) < 0)
-        fail_msg("setsockopt(TCP_MAXSEG, %d): %s", mss, strerror(errno));
-    if (sndbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0)
-        fail_msg("setsockopt(SO_SNDBUF, %d): %s", sndbuf, strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     size_t mark = rc_log_mark(s);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)
-        fail_msg("connect to 127.0.0.1:%d: %s", s->port, strerror(errno));
+    int fd =
+        rc_connect_opts(s, "127.0.0.1", &(struct rc_sockopts){.sndbuf = sndbuf, .maxseg = mss});
+    rc_untrack(fd); /* closed by od_teardown() or od_close() */
+    od_own[od_nown++] = fd;
     rc_wait_client_log(s, mark, rc_port_of(fd), "connected.");
     return fd;
 }

@@ -810,6 +810,17 @@ int rc_connect_raw(struct rc_server *s, int rcvbuf)
 
 int rc_connect_addr(struct rc_server *s, const char *host, int rcvbuf)
 {
+    return rc_connect_opts(s, host, &(struct rc_sockopts){.rcvbuf = rcvbuf});
+}
+
+static void set_int_option(int fd, int level, int name, const char *what, int value)
+{
+    if (value > 0 && setsockopt(fd, level, name, &value, sizeof(value)) < 0)
+        fail_msg("harness: setsockopt(%s, %d): %s", what, value, strerror(errno));
+}
+
+int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_sockopts *o)
+{
     struct sockaddr_storage ss;
     socklen_t len;
     memset(&ss, 0, sizeof(ss));
@@ -832,8 +843,9 @@ int rc_connect_addr(struct rc_server *s, const char *host, int rcvbuf)
     if (fd < 0)
         fail_msg("harness: socket: %s", strerror(errno));
     track(fd);
-    if (rcvbuf > 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    set_int_option(fd, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", o->rcvbuf);
+    set_int_option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", o->sndbuf);
+    set_int_option(fd, IPPROTO_TCP, TCP_MAXSEG, "TCP_MAXSEG", o->maxseg);
     set_nodelay(fd);
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
         fail_msg("harness: connect to port %d: %s", s->port, strerror(errno));

@@ -152,6 +152,17 @@ int rc_connect_raw(struct rc_server *s, int rcvbuf);
 /* Like rc_connect_raw, to an explicit loopback address ("127.0.0.1" or "::1"). */
 int rc_connect_addr(struct rc_server *s, const char *host, int rcvbuf);
 
+/* Socket options set before connect() (0: the system's default): the MSS a client announces in
+ * its SYN, like its buffer sizes, can only be chosen then. */
+struct rc_sockopts {
+    int rcvbuf; /* SO_RCVBUF */
+    int sndbuf; /* SO_SNDBUF */
+    int maxseg; /* TCP_MAXSEG */
+};
+
+/* rc_connect_addr with those options; fails the test when one cannot be set. */
+int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_sockopts *o);
+
 /* rc_connect_raw, then waits for the server's "ADDR:PORT connected." line for this client. */
 int rc_connect(struct rc_server *s);
 int rc_connect_buf(struct rc_server *s, int rcvbuf);
