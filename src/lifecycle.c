@@ -93,7 +93,10 @@ static void stop_now(struct loop *l)
 void lifecycle_on_signal(struct loop *l, int res)
 {
     if (res == (int)sizeof(l->siginfo)) {
-        if (!l->draining)
+        /* A reload, never a stop (nor a second signal cutting a drain short). */
+        if (l->siginfo.ssi_signo == SIGHUP)
+            say_event("SIGHUP: nothing to reload.");
+        else if (!l->draining)
             start_drain(l);
         else
             stop_now(l);

@@ -220,6 +220,7 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     l->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
     l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (l->signal_fd < 0) {

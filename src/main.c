@@ -13,6 +13,7 @@ int main(int argc, char **argv)
     /* The configuration: read-only once parsed. */
     static struct opts opts;
     char err[256];
+    say_init();
     switch (opts_parse(&opts, argc, argv, getenv("ADDRESS"), getenv("PORT"), err, sizeof(err))) {
     case OPTS_HELP:
         fputs(opts_usage(), stdout);
@@ -21,12 +22,13 @@ int main(int argc, char **argv)
         printf("ringcast %s\n", RINGCAST_VERSION);
         return 0;
     case OPTS_ERROR:
-        fprintf(stderr, "ringcast: %s\n", err);
+        say_error("%s", err);
         return 2;
     case OPTS_RUN:
         break;
     }
     say_set_verbosity(opts.verbosity);
+    say_set_timestamps(opts.log_timestamps);
 
     sigset_t mask;
     process_setup(&mask);

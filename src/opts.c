@@ -43,7 +43,8 @@ static const char usage_text[] =
     "  --metrics HOST:PORT     serve Prometheus /metrics and /healthz there (off)\n"
     "  -q, --quiet             only the start line, the metrics address, warnings and errors\n"
     "  -v, --verbose           also log every frame received\n"
-    "  --help                  show this help\n"
+    "  --log-timestamps        start each log line with its UTC time (RFC 3339)\n"
+    "  -h, --help              show this help\n"
     "  --version               show the version\n"
     "\n"
     "Sizes take K, M and G suffixes (powers of 1024); seconds may be fractional.\n";
@@ -142,7 +143,7 @@ enum {
     OPT_STATS_INTERVAL,
     OPT_METRICS,
     OPT_PACE_WINDOW,
-    OPT_HELP,
+    OPT_LOG_TIMESTAMPS,
     OPT_VERSION,
 };
 
@@ -166,7 +167,8 @@ static const struct option long_options[] = {
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, OPT_HELP},
+    {"log-timestamps", no_argument, NULL, OPT_LOG_TIMESTAMPS},
+    {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
@@ -211,6 +213,13 @@ static enum opts_result set_address(struct opts *o, const char *v, const char *w
 {
     if (!*v || strlen(v) >= sizeof(o->address))
         FAIL("invalid %s '%s'", what, v);
+    /* Checked here, not at bind time, so that a name is a usage error (exit 2) like any other. */
+    union netaddr a;
+    socklen_t alen;
+    if (netaddr_parse(v, 0, &a, &alen) < 0)
+        FAIL("%s: '%s' is not an IPv4 or IPv6 literal (host names are not resolved; use "
+             "127.0.0.1 or ::1)",
+             what, v);
     snprintf(o->address, sizeof(o->address), "%s", v);
     return OPTS_RUN;
 }
@@ -263,7 +272,7 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
     bool pace_set = false;
     optind = 0; /* reset getopt, also for repeated calls from unit tests */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":qv", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qvh", long_options, NULL)) != -1) {
         switch (c) {
         case OPT_ADDRESS:
             r = set_address(o, optarg, "--address", err, errlen);
@@ -352,7 +361,10 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
         case 'v':
             o->verbosity = VERB_VERBOSE;
             break;
-        case OPT_HELP:
+        case OPT_LOG_TIMESTAMPS:
+            o->log_timestamps = true;
+            break;
+        case 'h':
             return OPTS_HELP;
         case OPT_VERSION:
             return OPTS_VERSION;

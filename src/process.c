@@ -8,6 +8,8 @@ void process_setup(sigset_t *mask)
     sigemptyset(mask);
     sigaddset(mask, SIGINT);
     sigaddset(mask, SIGTERM);
+    /* The default action would kill the relay: an operator's reload must never do that. */
+    sigaddset(mask, SIGHUP);
     sigprocmask(SIG_BLOCK, mask, NULL);
     signal(SIGPIPE, SIG_IGN);
 

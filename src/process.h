@@ -5,7 +5,7 @@
 #include <signal.h>
 
 /**
- * Block SIGINT and SIGTERM (loops read them through a signalfd of @mask), ignore SIGPIPE
+ * Block SIGINT, SIGTERM and SIGHUP (loops read them through a signalfd of @mask), ignore SIGPIPE
  * (sends use MSG_NOSIGNAL, but a stray write must not kill the relay), and raise the soft
  * RLIMIT_NOFILE to the hard one.
  */

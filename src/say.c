@@ -2,15 +2,47 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Set once before the loop starts; read-only afterwards (part of the configuration). */
 static enum verbosity verbosity = VERB_NORMAL;
+static bool timestamps;
+static bool journal_out, journal_err; /* that stream is the journal: lines carry a level */
+
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connected (systemd.exec(5)); a
+ * descriptor inherited elsewhere (a shell redirect) does not match and keeps plain lines. */
+static bool is_journal(int fd, const char *stream)
+{
+    unsigned long long dev, ino;
+    char extra;
+    struct stat st;
+    if (!stream || sscanf(stream, "%llu:%llu%c", &dev, &ino, &extra) != 2 || fstat(fd, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void say_init(void)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    journal_out = is_journal(STDOUT_FILENO, stream);
+    journal_err = is_journal(STDERR_FILENO, stream);
+    /* Line by line even to a pipe, so logs interleave with other output correctly; stderr too,
+     * so each line is one write and the journal never sees one in pieces. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+}
 
 void say_set_verbosity(enum verbosity v)
 {
     verbosity = v;
-    /* Line by line even when stdout is a pipe, so logs interleave with other output correctly. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+void say_set_timestamps(bool on)
+{
+    timestamps = on;
 }
 
 enum verbosity say_verbosity(void)
@@ -18,8 +50,20 @@ enum verbosity say_verbosity(void)
     return verbosity;
 }
 
-static void vsay(FILE *f, const char *prefix, const char *fmt, va_list ap)
+/* level: the sd-daemon priority, 6 info, 4 warning, 3 error. */
+static void vsay(FILE *f, int level, const char *prefix, const char *fmt, va_list ap)
 {
+    if (f == stdout ? journal_out : journal_err)
+        fprintf(f, "<%d>", level);
+    if (timestamps) {
+        struct timespec ts;
+        struct tm tm;
+        char when[32];
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        fprintf(f, "%s.%03ldZ ", when, ts.tv_nsec / 1000000);
+    }
     fputs(prefix, f);
     vfprintf(f, fmt, ap);
     fputc('\n', f);
@@ -29,7 +73,7 @@ void say_always(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsay(stdout, "", fmt, ap);
+    vsay(stdout, 6, "", fmt, ap);
     va_end(ap);
 }
 
@@ -39,7 +83,7 @@ void say_event(const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsay(stdout, "", fmt, ap);
+    vsay(stdout, 6, "", fmt, ap);
     va_end(ap);
 }
 
@@ -47,7 +91,7 @@ void say_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsay(stderr, "ringcast: warning: ", fmt, ap);
+    vsay(stderr, 4, "ringcast: warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -55,7 +99,7 @@ void say_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsay(stderr, "ringcast: ", fmt, ap);
+    vsay(stderr, 3, "ringcast: ", fmt, ap);
     va_end(ap);
 }
 

@@ -29,7 +29,8 @@ struct opts {
     double frame_timeout;  /* seconds; 0 disables */
     double stats_interval; /* seconds; 0 disables */
     enum verbosity verbosity;
-    char metrics[80]; /* --metrics HOST:PORT; empty: off */
+    bool log_timestamps; /* --log-timestamps: RFC 3339 UTC time before each log line */
+    char metrics[80];    /* --metrics HOST:PORT; empty: off */
 };
 
 enum opts_result {

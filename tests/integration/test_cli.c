@@ -1,4 +1,5 @@
-/* Command line and output: usage errors, bind errors, environment defaults, log lines. */
+/* Command line and output: usage errors, bind errors, environment defaults, log lines, journal
+ * levels and timestamps. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -68,6 +71,12 @@ static void test_cli_usage_errors(void **state)
         {"--stats-interval", "x"},
         {"--frame-timeout", "1s2"},
         {"--zc-threshold", "big"},
+        {"--address", "localhost"},
+        {"--address", "127.0.0.1:5000"},
+        {"--backlog", "0"},
+        {"--pace-window", "0"},
+        {"--metrics", "nowhere"},
+        {"-x"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         /* Port cases without the harness's "--port 0"; the others keep it, in case they start. */
@@ -91,6 +100,53 @@ static void test_cli_usage_errors(void **state)
         free(out);
         free(err);
     }
+}
+
+/* -h is --help: the same text, exit 0. */
+static void test_cli_short_help(void **state)
+{
+    const char *help[] = {"--help", NULL}, *h[] = {"-h", NULL};
+    struct rc_opts o = {.argv = help, .no_port = true};
+    char *want, *out, *err;
+    int st = rc_run(&o, RUN_MS, &want, &err);
+    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(err);
+    o.argv = h;
+    st = rc_run(&o, RUN_MS, &out, &err);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(out, want);
+    assert_string_equal(err, "");
+    free(want);
+    free(out);
+    free(err);
+}
+
+/* A host name is a usage error (exit 2), for --address and ADDRESS, with a hint. */
+static void test_cli_address_not_literal(void **state)
+{
+    const char *args[] = {"--address", "localhost", NULL};
+    struct rc_opts o = {.argv = args};
+    char *out, *err;
+    int st = rc_run(&o, RUN_MS, &out, &err);
+    assert_true(st != -1 && WIFEXITED(st));
+    if (WEXITSTATUS(st) != 2 || count_lines(err) != 1)
+        fail_msg("--address localhost: exit %d, stderr \"%s\"", WEXITSTATUS(st), err);
+    assert_string_equal(err, "ringcast: --address: 'localhost' is not an IPv4 or IPv6 literal "
+                             "(host names are not resolved; use 127.0.0.1 or ::1)\n");
+    assert_null(strstr(out, "Server started"));
+    free(out);
+    free(err);
+
+    const char *env[] = {"ADDRESS=localhost", NULL};
+    struct rc_opts e = {.env = env};
+    st = rc_run(&e, RUN_MS, &out, &err);
+    assert_true(st != -1 && WIFEXITED(st));
+    if (WEXITSTATUS(st) != 2 || count_lines(err) != 1 ||
+        !strstr(err, "ADDRESS: 'localhost' is not an IPv4 or IPv6 literal (host names"))
+        fail_msg("ADDRESS=localhost: exit %d, stderr \"%s\"", WEXITSTATUS(st), err);
+    free(out);
+    free(err);
 }
 
 /* A port in use: the system's reason, exit 1. */
@@ -169,6 +225,108 @@ static void test_cli_log_lines(void **state)
     assert_true(rc_log_wait(s, mark, want, RC_WAIT_MS));
     assert_true(rc_log_find(s, mark, want, line, sizeof(line)));
     assert_string_equal(line, want);
+}
+
+/* stdout is the journal: each line gets the sd-daemon level <6>, and only that stream does. */
+static void test_cli_journal_stdout(void **state)
+{
+    struct rc_opts o = {.journal_fd = 1};
+    struct rc_server *s = rc_start_ex(&o);
+    char line[256], want[256];
+    assert_true(rc_log_find(s, 0, "Server started at: ", line, sizeof(line)));
+    snprintf(want, sizeof(want), "<6>Server started at: 127.0.0.1:%d", s->port);
+    assert_string_equal(line, want);
+
+    size_t mark = rc_log_mark(s);
+    int a = rc_connect(s);
+    snprintf(want, sizeof(want), "<6>127.0.0.1:%d connected.", rc_port_of(a));
+    assert_true(rc_log_find(s, mark, "connected.", line, sizeof(line)));
+    assert_string_equal(line, want);
+
+    /* A usage error goes to stderr, which is not the journal here: no level. */
+    const char *bad[] = {"--bogus", NULL};
+    struct rc_opts b = {.argv = bad, .journal_fd = 1};
+    char *out, *err;
+    int st = rc_run(&b, RUN_MS, &out, &err);
+    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    assert_string_equal(err, "ringcast: unknown option '--bogus' (see --help)\n");
+    free(out);
+    free(err);
+}
+
+/* stderr is the journal: errors get <3>, warnings <4>; stdout keeps its plain lines. */
+static void test_cli_journal_stderr(void **state)
+{
+    const char *bad[] = {"--bogus", NULL};
+    struct rc_opts b = {.argv = bad, .journal_fd = 2};
+    char *out, *err;
+    int st = rc_run(&b, RUN_MS, &out, &err);
+    assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    assert_string_equal(err, "<3>ringcast: unknown option '--bogus' (see --help)\n");
+    free(out);
+    free(err);
+
+    struct rc_opts o = {.journal_fd = 2};
+    struct rc_server *s = rc_start_ex(&o);
+    char line[256], want[256];
+    assert_true(rc_log_find(s, 0, "Server started at: ", line, sizeof(line)));
+    snprintf(want, sizeof(want), "Server started at: 127.0.0.1:%d", s->port);
+    assert_string_equal(line, want);
+    /* Lowering the server's descriptor limit makes it warn (on its next tick). */
+    struct rlimit rl;
+    assert_int_equal(prlimit(s->pid, RLIMIT_NOFILE, NULL, &rl), 0);
+    rl.rlim_cur = rl.rlim_cur > 4096 ? 4096 : rl.rlim_cur - 1;
+    assert_int_equal(prlimit(s->pid, RLIMIT_NOFILE, &rl, NULL), 0);
+    static const char warning[] = "<4>ringcast: warning: descriptor limit changed to ";
+    for (size_t n = 1; n <= 8 && !rc_err_contains(s, warning); n++)
+        if (rc_err_wait_lines(s, n, RC_WAIT_MS) < n)
+            break;
+    if (!rc_err_contains(s, warning)) {
+        rc_dump(s);
+        fail_msg("no <4> warning on stderr after the descriptor limit changed");
+    }
+}
+
+/* Checks that line starts with "YYYY-MM-DDTHH:MM:SS.mmmZ " within a minute of now, UTC. */
+static void expect_timestamp(const char *line)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ ";
+    for (size_t i = 0; shape[i]; i++) {
+        bool ok = shape[i] == 'd' ? line[i] >= '0' && line[i] <= '9' : line[i] == shape[i];
+        if (!ok)
+            fail_msg("\"%s\" does not start with an RFC 3339 UTC timestamp", line);
+    }
+    struct tm tm = {0};
+    assert_non_null(strptime(line, "%Y-%m-%dT%H:%M:%S", &tm));
+    time_t t = timegm(&tm), now = time(NULL);
+    if (t < now - 60 || t > now + 60)
+        fail_msg("timestamp \"%.24s\" is not within a minute of now", line);
+}
+
+/* --log-timestamps puts the UTC time first on every line (after the level, for the journal). */
+static void test_cli_log_timestamps(void **state)
+{
+    struct rc_server *s = rc_start("--log-timestamps", NULL);
+    char line[256], want[256];
+    assert_true(rc_log_find(s, 0, "Server started at: ", line, sizeof(line)));
+    expect_timestamp(line);
+    snprintf(want, sizeof(want), "Server started at: 127.0.0.1:%d", s->port);
+    assert_string_equal(line + 25, want);
+    size_t mark = rc_log_mark(s);
+    int a = rc_connect(s);
+    assert_true(rc_log_find(s, mark, "connected.", line, sizeof(line)));
+    expect_timestamp(line);
+    snprintf(want, sizeof(want), "127.0.0.1:%d connected.", rc_port_of(a));
+    assert_string_equal(line + 25, want);
+
+    const char *args[] = {"--log-timestamps", NULL};
+    struct rc_opts o = {.argv = args, .journal_fd = 1};
+    struct rc_server *j = rc_start_ex(&o);
+    assert_true(rc_log_find(j, 0, "Server started at: ", line, sizeof(line)));
+    assert_memory_equal(line, "<6>", 3);
+    expect_timestamp(line + 3);
+    snprintf(want, sizeof(want), "Server started at: 127.0.0.1:%d", j->port);
+    assert_string_equal(line + 28, want);
 }
 
 /* -v logs every frame: payload without terminator, non-printables escaped, cut at 200 bytes. */
@@ -312,9 +470,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_cli_help_version, rc_teardown),
         cmocka_unit_test_teardown(test_cli_usage_errors, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_short_help, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_address_not_literal, rc_teardown),
         cmocka_unit_test_teardown(test_cli_address_in_use, rc_teardown),
         cmocka_unit_test_teardown(test_cli_environment, rc_teardown),
         cmocka_unit_test_teardown(test_cli_log_lines, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_journal_stdout, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_journal_stderr, rc_teardown),
+        cmocka_unit_test_teardown(test_cli_log_timestamps, rc_teardown),
         cmocka_unit_test_teardown(test_cli_verbose, rc_teardown),
         cmocka_unit_test_teardown(test_cli_verbose_len32, rc_teardown),
         cmocka_unit_test_teardown(test_cli_quiet, rc_teardown),

@@ -1,4 +1,5 @@
-/* Signals: SIGTERM/SIGINT drain queued output and exit 0; a second signal cuts the drain short. */
+/* Signals: SIGTERM/SIGINT drain queued output and exit 0; a second signal cuts the drain short;
+ * SIGHUP (a reload) never stops the relay. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -142,6 +143,57 @@ static void test_signals_sigpipe(void **state)
     assert_true(rc_alive(s));
 }
 
+/* SIGHUP is logged and the relay goes on: it keeps relaying, accepts, and later exits 0. */
+static void test_signals_sighup(void **state)
+{
+    struct rc_server *s = rc_start(NULL);
+    int a = rc_connect(s), b = rc_connect(s);
+    size_t mark = rc_log_mark(s);
+    rc_signal(s, SIGHUP);
+    assert_true(rc_log_wait(s, mark, "SIGHUP: nothing to reload.", RC_WAIT_MS));
+    rc_signal(s, SIGHUP);
+    assert_int_equal(rc_log_wait_count(s, mark, "SIGHUP: nothing to reload.", 2, RC_WAIT_MS), 2);
+    char line[256];
+    assert_true(rc_log_find(s, mark, "SIGHUP", line, sizeof(line)));
+    assert_string_equal(line, "SIGHUP: nothing to reload.");
+
+    rc_send_str(a, "after the reload\n");
+    rc_expect_str(b, "after the reload\n");
+    int c = rc_connect(s);
+    rc_send_str(c, "newcomer\n");
+    rc_expect_str(a, "newcomer\n");
+    rc_expect_str(b, "newcomer\n");
+
+    rc_signal(s, SIGTERM);
+    expect_exit0(s, RC_WAIT_MS);
+}
+
+/* A SIGHUP during the drain is not the second signal that cuts it short. */
+static void test_signals_sighup_during_drain(void **state)
+{
+    struct rc_server *s = rc_start("--drain-timeout", "120", NULL);
+    int pub = rc_connect(s), fast = rc_connect(s);
+    int stuck = rc_connect_buf(s, 4096);
+    struct backlog bl;
+    make_backlog(pub, fast, &bl);
+
+    size_t mark = rc_log_mark(s);
+    rc_signal(s, SIGTERM);
+    assert_true(rc_log_wait(s, mark, "Shutting down", RC_WAIT_MS));
+    rc_signal(s, SIGHUP);
+    assert_true(rc_log_wait(s, mark, "SIGHUP: nothing to reload.", RC_WAIT_MS));
+    char *got = malloc(bl.len + 1);
+    size_t n = rc_recv_until_eof(stuck, got, bl.len + 1, RC_IO_MS);
+    if (n != bl.len || memcmp(got, bl.data, bl.len) != 0) {
+        rc_wait_exit(s, RC_WAIT_MS);
+        rc_dump(s);
+        fail_msg("the draining client got %zu bytes, want the %zu queued", n, bl.len);
+    }
+    expect_exit0(s, RC_WAIT_MS);
+    free(got);
+    free(bl.data);
+}
+
 int main(void)
 {
     int rc = rc_init();
@@ -153,6 +205,8 @@ int main(void)
         cmocka_unit_test_teardown(test_signals_drain_timeout, rc_teardown),
         cmocka_unit_test_teardown(test_signals_second_signal, rc_teardown),
         cmocka_unit_test_teardown(test_signals_sigpipe, rc_teardown),
+        cmocka_unit_test_teardown(test_signals_sighup, rc_teardown),
+        cmocka_unit_test_teardown(test_signals_sighup_during_drain, rc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -169,7 +170,9 @@ static bool env_name_is(const char *entry, const char *name)
 
 static bool env_overridden(const char *entry, const char *const *extra)
 {
-    if (env_name_is(entry, "ADDRESS") || env_name_is(entry, "PORT"))
+    /* JOURNAL_STREAM too: the server's output is the harness's pipes, never an inherited stream. */
+    if (env_name_is(entry, "ADDRESS") || env_name_is(entry, "PORT") ||
+        env_name_is(entry, "JOURNAL_STREAM"))
         return true;
     for (size_t i = 0; extra && extra[i]; i++) {
         const char *eq = strchr(extra[i], '=');
@@ -197,7 +200,7 @@ static int spawn(const struct rc_opts *opts, pid_t *pid, int fds[2])
         nextra++;
 
     const char **argv = calloc(nargs + 4, sizeof(*argv));
-    const char **envp = calloc(nenv + nextra + 1, sizeof(*envp));
+    const char **envp = calloc(nenv + nextra + 2, sizeof(*envp));
     if (!argv || !envp)
         abort();
     size_t a = 0;
@@ -215,11 +218,21 @@ static int spawn(const struct rc_opts *opts, pid_t *pid, int fds[2])
             envp[e++] = environ[i];
     for (size_t i = 0; i < nextra; i++)
         envp[e++] = opts->env[i];
-    envp[e] = NULL;
 
     int out[2], err[2];
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
         abort();
+    /* Both ends of a pipe share its inode: the child sees this one as its stdout or stderr. */
+    char journal[64];
+    struct stat st;
+    if (opts && opts->journal_fd) {
+        if (fstat(opts->journal_fd == 2 ? err[1] : out[1], &st) < 0)
+            abort();
+        snprintf(journal, sizeof(journal), "JOURNAL_STREAM=%llu:%llu",
+                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+        envp[e++] = journal;
+    }
+    envp[e] = NULL;
     pid_t child = sp_spawn(argv, envp, out[1], err[1]);
     close(out[1]);
     close(err[1]);

@@ -41,8 +41,12 @@ struct rc_server {
 /* Options for rc_start_ex / rc_run_ex. argv and env are NULL-terminated (env as "NAME=VALUE"). */
 struct rc_opts {
     const char *const *argv; /* arguments after the binary name */
-    const char *const *env;  /* extra environment; ADDRESS and PORT are unset unless given here */
+    const char *const *env;  /* extra environment; ADDRESS, PORT and JOURNAL_STREAM are unset
+                                unless given here */
     bool no_port;            /* do not prepend "--port 0" */
+    /* 1 or 2: set JOURNAL_STREAM to the device:inode of the server's stdout or stderr pipe, as
+     * systemd does when that stream is the journal. 0: not set. */
+    int journal_fd;
 };
 
 /* ---- test program set-up ---- */

@@ -396,17 +396,32 @@ static void test_opts_stray_argument(void **state)
 static void test_opts_address_too_long(void **state)
 {
     (void)state;
-    char addr[64];
-    memset(addr, '1', sizeof(addr) - 1);
-    addr[sizeof(addr) - 1] = '\0'; /* 63 characters: the longest that fits */
+    /* The longest IPv6 literal fits. */
+    static char longest[] = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
     struct opts o;
     char err[256];
-    assert_int_equal(PARSE(&o, NULL, NULL, err, "--address", addr), OPTS_RUN);
-    assert_string_equal(o.address, addr);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--address", longest), OPTS_RUN);
+    assert_string_equal(o.address, longest);
     char longer[65];
     memset(longer, '1', sizeof(longer) - 1);
     longer[sizeof(longer) - 1] = '\0';
     EXPECT_ERROR("--address", NULL, NULL, "--address", longer);
+    longer[63] = '\0'; /* fits, but is no literal */
+    EXPECT_ERROR("--address", NULL, NULL, "--address", longer);
+}
+
+/* Names are not resolved: the message says so, for the flag and the environment alike. */
+static void test_opts_address_not_literal(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("host names are not resolved", NULL, NULL, "--address", "localhost");
+    EXPECT_ERROR("--address: 'example.com' is not an IPv4 or IPv6 literal", NULL, NULL, "--address",
+                 "example.com");
+    EXPECT_ERROR("ADDRESS: 'localhost'", "localhost", NULL, "--port", "1");
+    EXPECT_ERROR("--address", NULL, NULL, "--address", "127.0.0.1:5000");
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--address", "[::1]"), OPTS_RUN);
 }
 
 static void test_opts_help_and_version(void **state)
@@ -417,6 +432,12 @@ static void test_opts_help_and_version(void **state)
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--help"), OPTS_HELP);
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--version"), OPTS_VERSION);
     assert_int_equal(PARSE(&o, NULL, NULL, err, "--port", "1", "--help"), OPTS_HELP);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "-h"), OPTS_HELP);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "-qh"), OPTS_HELP);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, NULL), OPTS_RUN);
+    assert_false(o.log_timestamps);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--log-timestamps"), OPTS_RUN);
+    assert_true(o.log_timestamps);
     const char *u = opts_usage();
     assert_non_null(u);
     assert_non_null(strstr(u, "--max-frame"));
@@ -489,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_opts_bad_enums),
         cmocka_unit_test(test_opts_stray_argument),
         cmocka_unit_test(test_opts_address_too_long),
+        cmocka_unit_test(test_opts_address_not_literal),
         cmocka_unit_test(test_opts_help_and_version),
         cmocka_unit_test(test_opts_repeated_calls),
         cmocka_unit_test(test_opts_error_message_truncated),
