@@ -10,7 +10,7 @@
  * that the old relay keeps pacing publishers by it; another 2 MiB makes the old relay pause
  * publishers for it; then 320 publishers send one small frame each, so each paused publisher
  * holds a buffer and the ring is empty. Then one GET /metrics: it must be answered within 5 s,
- * and the server must use less than a quarter of a core in the 2 s after the request. (A relay
+ * and the server must use less than half a core in the 2 s after the request. (A relay
  * that does not pause publishers for such a reader, or that keeps the endpoint off the shared
  * ring, passes easily; the test notes it when the ring never ran dry.)
  */
@@ -37,7 +37,9 @@
 #define TRICKLE_MS 75
 #define ANSWER_MS 5000 /* a scrape must be answered within this */
 #define CPU_WINDOW_MS 2000
-#define CPU_MAX_MS 500 /* a quarter of a core over the window */
+/* Half a core over the window: the spin used all of it (2000 ms); the relaying that goes on
+ * meanwhile took up to 600 ms in the ASan build on a loaded machine. */
+#define CPU_MAX_MS 1000
 #define REPLY_CAP (256 * 1024)
 
 struct scene {
