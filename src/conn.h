@@ -37,6 +37,7 @@ struct conn {
     bool in_rearm : 1;         /* in the loop's list of recvs to arm after the batch */
     bool in_reap : 1;          /* in the loop's list of slots to free after the batch */
     bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
+    bool pack_exempt : 1;      /* dropped by the slow policy: not in the pack until it catches up */
     struct recvctl rx;         /* the multishot recv */
     uint32_t active_idx;       /* position in the table's dense active array */
     uint32_t next_paused;      /* paused FIFO link */

@@ -1,9 +1,9 @@
 /* Flow control: publishers follow the leading receiver. See flow.h for the rule and its reasons. */
 #include "ringcast/flow.h"
 
-void flow_init(struct flow *f, uint64_t pace)
+void flow_init(struct flow *f, uint64_t pace, uint64_t pack_window)
 {
-    f->pace = pace;
+    *f = (struct flow){.pace = pace, .pack_window = pack_window, .pack_suspend = 8 * pack_window};
     flow_reset(f);
 }
 
@@ -54,8 +54,72 @@ uint64_t flow_leader_reach(const struct flow *f, uint32_t origin, uint64_t vhead
 
 bool flow_may_append(const struct flow *f, uint32_t origin, uint64_t vhead, uint64_t units)
 {
+    if (flow_pack_holds(f, vhead))
+        return false;
     uint64_t reach = flow_leader_reach(f, origin, vhead);
     uint64_t need = units < f->pace ? units : f->pace;
     uint64_t lag = vhead > reach ? vhead - reach : 0;
     return lag + need <= f->pace;
+}
+
+void flow_pack_count(struct flow *f, uint32_t within, uint32_t receivers)
+{
+    /* The median, the (n-1)/2-th most advanced, is within iff that many and one more are. */
+    f->pack_behind = f->pack_window && receivers > 0 && within < (receivers - 1) / 2 + 1;
+}
+
+static void swap_u64(uint64_t *a, uint64_t *b)
+{
+    uint64_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+uint64_t flow_pack_median(uint64_t *reach, size_t n)
+{
+    /* Quickselect for the k-th largest with a three-way partition (many receivers share the head's
+     * reach): O(n) on average, once per tick at most. */
+    size_t k = (n - 1) / 2, lo = 0, hi = n; /* the answer is in [lo, hi) */
+    for (;;) {
+        uint64_t pivot = reach[lo + (hi - lo) / 2];
+        /* [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot */
+        size_t gt = lo, i = lo, lt = hi;
+        while (i < lt) {
+            if (reach[i] > pivot)
+                swap_u64(&reach[i++], &reach[gt++]);
+            else if (reach[i] < pivot)
+                swap_u64(&reach[i], &reach[--lt]);
+            else
+                i++;
+        }
+        if (k < gt)
+            hi = gt;
+        else if (k >= lt)
+            lo = lt;
+        else
+            return pivot;
+    }
+}
+
+void flow_pack_tick(struct flow *f, uint64_t median, uint64_t vhead)
+{
+    if (!flow_pack_holds(f, vhead)) {
+        f->pack_marked = false;
+        return;
+    }
+    if (!f->pack_marked ||
+        (median > f->pack_mark && median - f->pack_mark >= FLOW_PACK_MIN_PROGRESS)) {
+        f->pack_mark = median; /* it started holding, or it moves: a new window */
+        f->pack_marked = true;
+        f->pack_still_ticks = 0;
+        return;
+    }
+    if (median < f->pack_mark)
+        f->pack_mark = median; /* receivers left: measure from here, the window goes on */
+    if (++f->pack_still_ticks >= FLOW_PACK_STALL_TICKS) {
+        /* Most receivers are stuck: stop waiting for them until the head has gone far enough
+         * past them that the slow policy has met them. */
+        f->pack_off_until = vhead + f->pack_suspend;
+        f->pack_marked = false;
+    }
 }

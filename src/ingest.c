@@ -6,13 +6,22 @@
 
 #include "ringcast/alloc.h"
 
+/* Frames are scanned a step at a time: a long stash is put in the log a window at a time, and
+ * scanning all of it each time would make resuming quadratic in its length. */
+#define SCAN_STEP (64u << 10)
+
 /* Log units @origin may still append now: up to race_slack past the pace window, so that bytes
  * received after flow control said stop go in too (the log is sized for them). *@caught_up
- * when its leading receiver has everything: then one frame of any length may go. */
+ * when its leading receiver has everything: then one frame of any length may go. None while the
+ * pack rule holds (flow.h). */
 static uint64_t append_room(const struct ingest *in, uint32_t origin, bool *caught_up,
                             uint64_t slack)
 {
     const struct bcast *log = in->log;
+    if (flow_pack_holds(in->flow, log->vhead)) {
+        *caught_up = false;
+        return 0;
+    }
     uint64_t reach = flow_leader_reach(in->flow, in->echo ? FLOW_NONE : origin, log->vhead);
     uint64_t lag = log->vhead - reach, limit = in->pace + slack;
     *caught_up = lag == 0;
@@ -97,12 +106,10 @@ static enum ingest_result feed(struct ingest *in, struct ingest_client *ic, uint
         if (ic->partial.len == 0) {
             /* The common case: whole frames straight from the receive buffer, one append. */
             struct frame_scan s;
-            /* A stash is rescanned whole for each window-sized piece that goes in: quadratic in
-             * its length, and kept so for now. Scanning it a step at a time made the relay
-             * outrun a reader host that serves its sockets unevenly, and the leader rule then
-             * cut the readers served least (bench/README.md, "Open: a relay faster than its
-             * readers"): the flow rule must handle that first. */
-            frame_scan(in->framing, p + pos, len - pos, in->max_frame, &s);
+            size_t avail = len - pos, scan = avail < SCAN_STEP ? avail : SCAN_STEP;
+            frame_scan(in->framing, p + pos, scan, in->max_frame, &s);
+            if (scan < avail && s.complete == 0 && !s.too_long) /* a frame longer than a step */
+                frame_scan(in->framing, p + pos, scan = avail, in->max_frame, &s);
             if (s.complete) {
                 /* A stash can hold more than the window: it goes in run by run. */
                 size_t nframes = s.nframes;
@@ -120,6 +127,8 @@ static enum ingest_result feed(struct ingest *in, struct ingest_client *ic, uint
             }
             if (pos == len)
                 break;
+            if (scan < avail)
+                continue; /* whole frames may follow the step */
         }
         /* The rest starts (or continues) a frame that ends in a later buffer. */
         size_t took;

@@ -150,6 +150,7 @@ void lifecycle_on_tick(struct loop *l)
 {
     const struct opts *o = l->o;
     check_conns(l);
+    loop_pack_tick(l);
     if (o->stats_interval > 0 && l->now_ns >= l->next_stats_ns) {
         print_stats(l, o->stats_interval);
         l->next_stats_ns += (uint64_t)(o->stats_interval * NSEC);

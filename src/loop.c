@@ -516,9 +516,13 @@ static void after_batch(struct loop *l)
 {
     if (unlikely(flow_stale(&l->flow)))
         rebuild_flow(l);
-    /* Paused publishers first: what they append goes out in the same flush. */
-    if (unlikely(l->paused.head != CONN_NONE))
+    /* Paused publishers first: what they append goes out in the same flush. A pack that held
+     * them is counted again: its receivers may have caught up in this batch. */
+    if (unlikely(l->paused.head != CONN_NONE)) {
+        if (flow_pack_holds(&l->flow, l->log.vhead))
+            loop_count_pack(l);
         resume_paused(l);
+    }
     if (unlikely(l->held_bytes > l->o->max_partial_memory))
         enforce_held_memory(l);
     if (l->head_moved) {
@@ -580,7 +584,12 @@ static uint64_t race_slack_for(uint64_t quota, uint64_t pace)
 void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace)
 {
     const struct opts *o = l->o;
-    flow_init(&l->flow, pace);
+    /* The pack window: a quarter of the quota, so that readers below the median have three
+     * quarters of it to spread over; never tighter than the pace window. */
+    uint64_t pack = quota / 4 > pace ? quota / 4 : pace;
+    if (ring_feature_disabled("pack_rule")) /* RINGCAST_DISABLE=pack_rule: for comparisons */
+        pack = 0;
+    flow_init(&l->flow, pace, pack);
     l->fanout = (struct fanout){
         .log = &l->log,
         .framing = o->framing,

@@ -84,6 +84,7 @@ struct loop {
     rlim_t fd_limit_seen;   /* to report a change once */
     uint64_t accept_resume_ns;
 
+    uint64_t *pack_scratch;  /* one per client slot: the pack rule's median (loop_pack_tick) */
     struct slot_list paused; /* publishers waiting for flow control, oldest first */
     struct slot_list doomed; /* verdicts to apply at the end of the batch */
     struct slot_list rearm;  /* recvs to arm at the end of the batch */
@@ -136,6 +137,10 @@ void loop_maybe_finish_close(struct loop *l, struct conn *c);
 void loop_try_send(struct loop *l, struct conn *c);
 /* After the log grew: every client gets its send, or is judged if its socket is full. */
 void loop_flush_clients(struct loop *l);
+/* The pack rule (flow.h): count the receivers within its window again (while it holds). */
+void loop_count_pack(struct loop *l);
+/* The pack rule's periodic check: a holding pack that stopped moving is not waited for. */
+void loop_pack_tick(struct loop *l);
 /* The one send in flight to @c completed with @res. */
 void loop_on_send(struct loop *l, struct conn *c, int res);
 /* Stop reading @c (drain, errors). */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "net.h"
 #include "say.h"
 
 static void arm_poll(struct loop *l, struct conn *c)
@@ -70,6 +71,7 @@ static bool judge(struct loop *l, struct conn *c)
         return true;
     case FANOUT_DROPPED:
         flow_advance(&l->flow, c->slot, c->out.vcursor);
+        c->pack_exempt = true;
         return true;
     case FANOUT_CUT:
         loop_doom(l, c, DISC_SLOW_CONSUMER);
@@ -138,8 +140,24 @@ void loop_try_send(struct loop *l, struct conn *c)
  * while its socket refuses more (poll armed): one that was simply not offered this batch yet is
  * not behind, and the log holds a batch on top of every quota.
  */
+/* One client in the pack rule's count: receivers that the slow policy dropped are left out until
+ * they are within the pack window again. */
+static void count_for_pack(struct conn *c, uint64_t floor, uint32_t *receivers, uint32_t *within)
+{
+    if (!conn_live(c) || c->out.finishing)
+        return;
+    bool in = c->out.vcursor >= floor;
+    if (c->pack_exempt && !in)
+        return;
+    c->pack_exempt = false;
+    ++*receivers;
+    *within += in;
+}
+
 void loop_flush_clients(struct loop *l)
 {
+    uint64_t floor = flow_pack_floor(&l->flow, l->log.vhead);
+    uint32_t receivers = 0, within = 0;
     for (uint32_t i = 0; i < l->conns.nactive; i++) {
         struct conn *c = conn_at(l, l->conns.active[i]);
         if (!conn_live(c))
@@ -148,7 +166,43 @@ void loop_flush_clients(struct loop *l)
             judge(l, c);
         else
             loop_try_send(l, c);
+        /* The pack rule's count rides on this walk (sends complete later: cursors stay). */
+        count_for_pack(c, floor, &receivers, &within);
     }
+    flow_pack_count(&l->flow, within, receivers);
+}
+
+void loop_count_pack(struct loop *l)
+{
+    uint64_t floor = flow_pack_floor(&l->flow, l->log.vhead);
+    uint32_t receivers = 0, within = 0;
+    for (uint32_t i = 0; i < l->conns.nactive; i++)
+        count_for_pack(conn_at(l, l->conns.active[i]), floor, &receivers, &within);
+    flow_pack_count(&l->flow, within, receivers);
+}
+
+void loop_pack_tick(struct loop *l)
+{
+    uint64_t median = 0;
+    /* Counted again first: a pack last counted before the stream stopped is not behind now. */
+    if (flow_pack_holds(&l->flow, l->log.vhead))
+        loop_count_pack(l);
+    if (flow_pack_holds(&l->flow, l->log.vhead)) {
+        /* How far each receiver has really read: its cursor, less what its socket still holds
+         * unacknowledged when it is full. The cursor alone moves in steps of a third of the send
+         * buffer (POLLOUT), which would make an honest slow reader look stuck between two. */
+        size_t n = 0;
+        for (uint32_t i = 0; i < l->conns.nactive; i++) {
+            const struct conn *c = conn_at(l, l->conns.active[i]);
+            if (!conn_live(c) || c->out.finishing || c->pack_exempt)
+                continue;
+            uint64_t read = c->out.cursor, queued = c->poll_armed ? net_outq(c->fd) : 0;
+            l->pack_scratch[n++] = queued < read ? read - queued : 0;
+        }
+        if (n)
+            median = flow_pack_median(l->pack_scratch, n);
+    }
+    flow_pack_tick(&l->flow, median, l->log.vhead);
 }
 
 /* The one send in flight to @c completed: move its cursor, then send again or wait. */

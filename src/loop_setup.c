@@ -211,7 +211,8 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
 
     uint32_t max_clients = fit_descriptor_limit(o->max_clients);
     l->fd_limit_seen = accept_fd_limit_now();
-    if (conn_table_init(&l->conns, max_clients) < 0) {
+    if (conn_table_init(&l->conns, max_clients) < 0 ||
+        !(l->pack_scratch = rc_calloc(max_clients, sizeof(*l->pack_scratch)))) {
         snprintf(err, errlen, "out of memory for %u client slots", max_clients);
         goto err;
     }
@@ -268,6 +269,7 @@ void loop_destroy(struct loop *l)
         fanout_release(&l->fanout, &c->out);
     }
     conn_table_destroy(&l->conns);
+    rc_free(l->pack_scratch);
     if (l->ring_ready) {
         httpd_destroy(&l->httpd);
         ring_bufs_destroy(&l->ring, &l->bufs);

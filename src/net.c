@@ -10,6 +10,12 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+uint64_t net_outq(int fd)
+{
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint64_t)n : 0;
+}
+
 uint64_t net_unacked(int fd)
 {
     /* A reset connection keeps its sequence numbers, so SIOCOUTQ still counts what it will

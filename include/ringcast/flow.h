@@ -9,6 +9,16 @@
  * up, so it cannot make anyone wait; it falls behind and meets the slow policy at --max-queue.
  * When every receiver is behind, publishers wait (TCP pushes back on them) and nobody is cut.
  *
+ * The pack rule: publishers also wait while most receivers are more than the pack window (a
+ * quarter of the quota) behind the head, so that a reading host that serves its sockets unevenly
+ * (a saturated host, a benchmark driver) sets the pace by its median reader instead of having
+ * every reader but its favourite cut at the quota. One client can never be the median beside two
+ * others, and a pack that stops moving (less than FLOW_PACK_MIN_PROGRESS in FLOW_PACK_STALL_TICKS
+ * ticks while it holds) is not waited for: the rule is suspended until the head has moved on by
+ * twice the quota, so stuck readers meet the slow policy however many they are. A client the
+ * slow policy dropped does not count (the loop leaves it out) until it is within the pack window
+ * again. docs/PROTOCOL.md has the measurements behind it.
+ *
  * Positions are in log units (bcast_units_at): a receiver's reach is the units before its cursor,
  * and it only grows while the receiver stays.
  */
@@ -16,9 +26,16 @@
 #define RINGCAST_FLOW_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define FLOW_NONE UINT32_MAX /* no slot; as an origin: every receiver counts (echo) */
+
+/* A holding pack whose median receiver reads less than FLOW_PACK_MIN_PROGRESS bytes in
+ * FLOW_PACK_STALL_TICKS ticks in a row (100 ms each) is not waited for: about 0.2 MB/s. The loop
+ * measures what receivers have read (acknowledged), which moves smoothly, not their cursors. */
+#define FLOW_PACK_MIN_PROGRESS (64u << 10)
+#define FLOW_PACK_STALL_TICKS 3u
 
 struct flow_lead {
     uint32_t slot;
@@ -30,10 +47,19 @@ struct flow {
     struct flow_lead top[2]; /* top[0] the most advanced; slot FLOW_NONE when empty */
     bool stale;              /* a leader left: rebuild (flow_reset + flow_advance) before asking */
     uint64_t pace;
+    /* the pack rule */
+    uint64_t pack_window;      /* 0: off */
+    uint64_t pack_suspend;     /* how far the head moves on while the rule is suspended */
+    uint64_t pack_off_until;   /* vhead below which the rule is suspended */
+    uint64_t pack_mark;        /* the median's reach when the pack last started or moved */
+    uint32_t pack_still_ticks; /* holding ticks since then */
+    bool pack_marked;
+    bool pack_behind; /* at the last count, most receivers were outside the pack window */
 };
 
-/** Start with no receivers and a pace window of @pace units. */
-void flow_init(struct flow *f, uint64_t pace);
+/** Start with no receivers, a pace window of @pace units and a pack window of @pack_window
+ * (0: no pack rule). */
+void flow_init(struct flow *f, uint64_t pace, uint64_t pack_window);
 
 /** Forget every receiver (then flow_advance each one that stays). */
 void flow_reset(struct flow *f);
@@ -59,5 +85,29 @@ bool flow_may_append(const struct flow *f, uint32_t origin, uint64_t vhead, uint
 
 /** The reach of the leading receiver for @origin, or @vhead when there is none. */
 uint64_t flow_leader_reach(const struct flow *f, uint32_t origin, uint64_t vhead);
+
+/** Receivers whose reach is at least this are within the pack window of @vhead. */
+static inline uint64_t flow_pack_floor(const struct flow *f, uint64_t vhead)
+{
+    return vhead > f->pack_window ? vhead - f->pack_window : 0;
+}
+
+/** The owner counted its @receivers: @within of them at or past flow_pack_floor(). */
+void flow_pack_count(struct flow *f, uint32_t within, uint32_t receivers);
+
+/** Whether the pack rule holds publishers now (with the head at @vhead). */
+static inline bool flow_pack_holds(const struct flow *f, uint64_t vhead)
+{
+    return f->pack_behind && vhead >= f->pack_off_until;
+}
+
+/** The median of @pos[0..@n) (reordered): the (n-1)/2-th largest, so that with two or more
+ * others one client is never it. @n > 0. */
+uint64_t flow_pack_median(uint64_t *pos, size_t n);
+
+/** The periodic tick, with the head at @vhead and @median the median of how far each receiver has
+ * read, in bytes (any value when the rule does not hold; count first): a holding pack that stopped
+ * moving is suspended. */
+void flow_pack_tick(struct flow *f, uint64_t median, uint64_t vhead);
 
 #endif

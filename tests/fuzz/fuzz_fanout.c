@@ -176,6 +176,7 @@ struct sclient {
     uint64_t rx_frames, rx_bytes;
     uint64_t delivered; /* deliveries fanout counted for it */
     bool dropped;       /* a drop happened: a subsequence from then on */
+    bool pack_exempt;   /* as struct conn's: dropped, not in the pack until it catches up */
 };
 
 struct sim {
@@ -449,6 +450,7 @@ static bool judge(struct sim *m, uint32_t slot)
         CHECK(charge > m->quota, "slot %u dropped at %llu units, quota %llu", slot,
               (unsigned long long)charge, (unsigned long long)m->quota);
         c->dropped = true;
+        c->pack_exempt = true;
         flow_advance(&m->flow, slot, c->out.vcursor);
         if (fanout_charge(&m->fo, &c->out) > m->quota)
             FAIL("batch %u: slot %u dropped from %llu to %llu units, still over its quota %llu",
@@ -488,6 +490,25 @@ static void try_send(struct sim *m, uint32_t slot)
     c->s_zc = zc;
 }
 
+/* loop_send.c: the pack rule's count (it rides on the flush there). */
+static void count_pack(struct sim *m)
+{
+    uint64_t floor = flow_pack_floor(&m->flow, m->log.vhead);
+    uint32_t receivers = 0, within = 0;
+    for (uint32_t i = 0; i < MAXC; i++) {
+        struct sclient *c = &m->c[i];
+        if (!live(c) || c->out.finishing)
+            continue;
+        bool in = c->out.vcursor >= floor;
+        if (c->pack_exempt && !in)
+            continue;
+        c->pack_exempt = false;
+        receivers++;
+        within += in;
+    }
+    flow_pack_count(&m->flow, within, receivers);
+}
+
 static void flush_clients(struct sim *m)
 {
     for (uint32_t i = 0; i < MAXC; i++) {
@@ -499,6 +520,24 @@ static void flush_clients(struct sim *m)
         else
             try_send(m, i);
     }
+    count_pack(m);
+}
+
+/* loop_pack_tick (lifecycle.c's tick): a holding pack that did not move is suspended. */
+static void pack_tick(struct sim *m)
+{
+    uint64_t median = 0, reach[MAXC];
+    if (flow_pack_holds(&m->flow, m->log.vhead))
+        count_pack(m);
+    if (flow_pack_holds(&m->flow, m->log.vhead)) {
+        size_t n = 0;
+        for (uint32_t i = 0; i < MAXC; i++)
+            if (live(&m->c[i]) && !m->c[i].out.finishing && !m->c[i].pack_exempt)
+                reach[n++] = m->c[i].out.vcursor;
+        if (n)
+            median = flow_pack_median(reach, n);
+    }
+    flow_pack_tick(&m->flow, median, m->log.vhead);
 }
 
 static void client_free(struct sim *m, uint32_t slot)
@@ -869,8 +908,11 @@ static void after_batch(struct sim *m)
 {
     if (flow_stale(&m->flow))
         rebuild_flow(m);
-    if (m->npaused)
+    if (m->npaused) {
+        if (flow_pack_holds(&m->flow, m->log.vhead))
+            count_pack(m);
         resume_paused(m);
+    }
     if (m->head_moved) {
         m->head_moved = false;
         flush_clients(m);
@@ -973,6 +1015,8 @@ static void end_batch(struct sim *m)
      * the script did not say otherwise), as its completion comes with the next batch. */
     for (uint32_t i = 0; i < MAXC; i++)
         run_event(m, EV_SEND, i, 0, 0);
+    if (m->batch % 16 == 0) /* the tick: its own completion, in some batch */
+        pack_tick(m);
     after_batch(m);
     check_batch(m);
     m->batch++;
@@ -1106,7 +1150,8 @@ static void sim_init(struct sim *m, const struct params *p)
     m->log_units = m->ceiling_fixed + m->batch_units_max;
     uint64_t log_bytes = m->log_units + BCAST_REC_MAX_LEN; /* see test_relay_model.c */
     CHECK(bcast_init(&m->log, log_bytes, m->log_units / BCAST_REC_UNITS + 1) == 0, "bcast_init");
-    flow_init(&m->flow, m->pace);
+    /* loop.c: the pack window, a quarter of the quota and never under the pace window. */
+    flow_init(&m->flow, m->pace, m->quota / 4 > m->pace ? m->quota / 4 : m->pace);
     m->fo = (struct fanout){
         .log = &m->log,
         .framing = p->framing,

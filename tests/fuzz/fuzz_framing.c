@@ -187,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(bcast_init(&log, LOG_BYTES, LOG_BYTES / 64) == 0, "bcast_init");
     log_for_make_room = &log;
     struct flow flow;
-    flow_init(&flow, 1u << 20);
+    flow_init(&flow, 1u << 20, 0);
     struct stats stats = {0};
     uint64_t held = 0, stash = 0;
     struct fanout fo = {

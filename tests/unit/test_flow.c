@@ -1,6 +1,7 @@
 /*
  * Flow control: the two most advanced receivers, stale leaders, and whether a publisher may append
- * (its own reach excluded, echo counting everyone, the window, appends longer than the window).
+ * (its own reach excluded, echo counting everyone, the window, appends longer than the window);
+ * the pack rule (its median threshold, holds, the tick that suspends a stuck pack, the median).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@ static void test_flow_init_has_no_receiver(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     assert_false(flow_stale(&f));
     assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 123), 123);
     assert_int_equal(flow_leader_reach(&f, 4, 77), 77);
@@ -30,7 +31,7 @@ static void test_flow_advance_tracks_leader(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 100);
     assert_int_equal(flow_leader_reach(&f, FLOW_NONE, 500), 100);
     flow_advance(&f, 2, 50);
@@ -58,7 +59,7 @@ static void test_flow_advance_same_slot_updates(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 7, 10);
     flow_advance(&f, 8, 5);
     flow_advance(&f, 7, 20);
@@ -75,7 +76,7 @@ static void test_flow_single_receiver_is_not_its_own(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 0);
     assert_int_equal(flow_leader_reach(&f, 1, 5000), 5000);
     assert_true(flow_may_append(&f, 1, 5000, 10));
@@ -89,7 +90,7 @@ static void test_flow_forget_leader_makes_stale(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 100);
     flow_advance(&f, 2, 50);
     flow_advance(&f, 3, 10);
@@ -119,7 +120,7 @@ static void test_flow_reset_forgets_everyone(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 100);
     flow_advance(&f, 2, 200);
     flow_forget(&f, 2);
@@ -138,7 +139,7 @@ static void test_flow_ties_keep_incumbent(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 100);
     flow_advance(&f, 2, 100);
     assert_int_equal(f.top[0].slot, 1);
@@ -166,7 +167,7 @@ static void test_flow_no_receiver_always_appends(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     assert_true(flow_may_append(&f, 1, 0, 1));
     assert_true(flow_may_append(&f, 1, 1u << 30, PACE));
     assert_true(flow_may_append(&f, FLOW_NONE, 1u << 30, 100 * PACE));
@@ -177,7 +178,7 @@ static void test_flow_may_append_window(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 2, 10000);
     /* Caught up: a whole window may go. */
     assert_true(flow_may_append(&f, 1, 10000, PACE));
@@ -198,7 +199,7 @@ static void test_flow_may_append_excludes_origin(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 1, 10000); /* the publisher itself is caught up */
     flow_advance(&f, 2, 8000);  /* its only receiver lags two windows */
     assert_false(flow_may_append(&f, 1, 10000, 1));
@@ -217,7 +218,7 @@ static void test_flow_long_append_needs_caught_up_leader(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, PACE);
+    flow_init(&f, PACE, 0);
     flow_advance(&f, 2, 5000);
     assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
     assert_true(flow_may_append(&f, 1, 5000, PACE + 1));
@@ -239,7 +240,7 @@ static void test_flow_zero_pace(void **state)
 {
     (void)state;
     struct flow f;
-    flow_init(&f, 0);
+    flow_init(&f, 0, 0);
     assert_true(flow_may_append(&f, 1, 100, 50));
     flow_advance(&f, 2, 100);
     assert_true(flow_may_append(&f, 1, 100, 50));
@@ -269,7 +270,7 @@ static void test_flow_random_against_model(void **state)
     rng_state = 0x853c49e6748fea9bull;
     for (int round = 0; round < 200; round++) {
         struct flow f;
-        flow_init(&f, PACE);
+        flow_init(&f, PACE, 0);
         uint64_t reach[NRECV];
         bool in[NRECV] = {false};
         uint64_t vhead = 0;
@@ -327,6 +328,146 @@ static void test_flow_random_against_model(void **state)
     }
 }
 
+/* ---- the pack rule ------------------------------------------------------------------------- */
+
+#define PACK 4000u
+
+/* The median is within the window iff (n-1)/2 + 1 receivers are: with two or more others, one
+ * client is never the one that decides. */
+static void test_flow_pack_count_median_threshold(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE, PACK);
+    static const struct {
+        uint32_t n, need;
+    } cases[] = {{1, 1}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {21, 11}, {100, 50}, {101, 51}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        flow_pack_count(&f, cases[i].need, cases[i].n);
+        if (flow_pack_holds(&f, 10 * PACK))
+            fail_msg("%u of %u within: the pack should not hold", cases[i].need, cases[i].n);
+        flow_pack_count(&f, cases[i].need - 1, cases[i].n);
+        if (!flow_pack_holds(&f, 10 * PACK))
+            fail_msg("%u of %u within: the pack should hold", cases[i].need - 1, cases[i].n);
+    }
+    flow_pack_count(&f, 0, 0); /* no receiver: frames are consumed, never waited on */
+    assert_false(flow_pack_holds(&f, 10 * PACK));
+    assert_int_equal(flow_pack_floor(&f, 10 * PACK), 9 * PACK);
+    assert_int_equal(flow_pack_floor(&f, PACK / 2), 0);
+}
+
+/* A holding pack stops appends even when the leader is caught up; a zero window is no rule. */
+static void test_flow_pack_holds_appends(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE, PACK);
+    flow_advance(&f, 2, 5000);
+    assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
+    flow_pack_count(&f, 1, 3);
+    assert_false(flow_may_append(&f, 1, 5000, 10 * PACE));
+    assert_false(flow_may_append(&f, FLOW_NONE, 5000, 0));
+    flow_pack_count(&f, 2, 3);
+    assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
+
+    flow_init(&f, PACE, 0);
+    flow_advance(&f, 2, 5000);
+    flow_pack_count(&f, 0, 3);
+    assert_false(flow_pack_holds(&f, 5000));
+    assert_true(flow_may_append(&f, 1, 5000, 10 * PACE));
+}
+
+/* A pack that moves is waited for; one that stops (less than the minimum for STALL_TICKS holding
+ * ticks in a row) is suspended until the head has moved on by eight pack windows. */
+static void test_flow_pack_tick_suspends_stuck_pack(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE, PACK);
+    uint64_t vhead = 100000, median = 50000;
+    flow_pack_count(&f, 0, 5);
+    flow_pack_tick(&f, median, vhead); /* first tick that sees it hold: a mark */
+    /* A reader behind a full socket moves in steps: still for a few ticks, then a step. */
+    for (int step = 0; step < 5; step++) {
+        for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
+            flow_pack_tick(&f, median + FLOW_PACK_MIN_PROGRESS - 1, vhead);
+        assert_true(flow_pack_holds(&f, vhead));
+        median += FLOW_PACK_MIN_PROGRESS;
+        flow_pack_tick(&f, median, vhead);
+        assert_true(flow_pack_holds(&f, vhead));
+    }
+    /* Then it stops: suspended at the STALL_TICKS-th still tick, not before. */
+    for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
+        flow_pack_tick(&f, median, vhead);
+    assert_true(flow_pack_holds(&f, vhead));
+    flow_pack_tick(&f, median, vhead);
+    assert_false(flow_pack_holds(&f, vhead));
+    assert_true(flow_may_append(&f, FLOW_NONE, vhead, PACE));
+    /* Suspended while the head moves on, whatever the counts say... */
+    flow_pack_count(&f, 0, 5);
+    assert_false(flow_pack_holds(&f, vhead + 8 * PACK - 1));
+    flow_pack_tick(&f, median, vhead + 8 * PACK - 1);
+    assert_false(flow_pack_holds(&f, vhead + 8 * PACK - 1));
+    /* ... and back once it has. */
+    assert_true(flow_pack_holds(&f, vhead + 8 * PACK));
+}
+
+/* A tick that finds the pack not holding ends the window; a median that went back (its
+ * receivers left) is measured from, without restarting the window. */
+static void test_flow_pack_tick_window(void **state)
+{
+    (void)state;
+    struct flow f;
+    flow_init(&f, PACE, PACK);
+    flow_pack_count(&f, 0, 5);
+    for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
+        flow_pack_tick(&f, 7, 100000);
+    flow_pack_count(&f, 5, 5);
+    flow_pack_tick(&f, 7, 100000); /* not holding: the window ends */
+    flow_pack_count(&f, 0, 5);
+    for (unsigned t = 0; t < FLOW_PACK_STALL_TICKS; t++) /* a new mark, then still ticks */
+        flow_pack_tick(&f, 7, 100000);
+    assert_true(flow_pack_holds(&f, 100000));
+    flow_pack_tick(&f, 7, 100000);
+    assert_false(flow_pack_holds(&f, 100000));
+
+    flow_init(&f, PACE, PACK);
+    flow_pack_count(&f, 0, 5);
+    flow_pack_tick(&f, 90000, 100000);
+    for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
+        flow_pack_tick(&f, 10 + t, 100000); /* went back, then crawls from there */
+    assert_true(flow_pack_holds(&f, 100000));
+    flow_pack_tick(&f, 10 + FLOW_PACK_MIN_PROGRESS - 1, 100000);
+    assert_false(flow_pack_holds(&f, 100000));
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The median is the (n-1)/2-th largest, for any mix of distinct and equal reaches. */
+static void test_flow_pack_median_matches_sort(void **state)
+{
+    (void)state;
+    rng_state = 0x9e3779b97f4a7c15ull;
+    uint64_t v[300], sorted[300];
+    for (int round = 0; round < 2000; round++) {
+        size_t n = 1 + (size_t)(rnd() % 300);
+        uint64_t spread = 1 + rnd() % (round % 3 == 0 ? 3 : 1000000); /* many ties, or few */
+        for (size_t i = 0; i < n; i++)
+            v[i] = sorted[i] = rnd() % spread;
+        qsort(sorted, n, sizeof(sorted[0]), cmp_desc);
+        uint64_t got = flow_pack_median(v, n);
+        if (got != sorted[(n - 1) / 2])
+            fail_msg("round %d: median of %zu is %llu, want %llu", round, n,
+                     (unsigned long long)got, (unsigned long long)sorted[(n - 1) / 2]);
+    }
+    uint64_t one = 42;
+    assert_int_equal(flow_pack_median(&one, 1), 42);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +484,11 @@ int main(void)
         cmocka_unit_test(test_flow_long_append_needs_caught_up_leader),
         cmocka_unit_test(test_flow_zero_pace),
         cmocka_unit_test(test_flow_random_against_model),
+        cmocka_unit_test(test_flow_pack_count_median_threshold),
+        cmocka_unit_test(test_flow_pack_holds_appends),
+        cmocka_unit_test(test_flow_pack_tick_suspends_stuck_pack),
+        cmocka_unit_test(test_flow_pack_tick_window),
+        cmocka_unit_test(test_flow_pack_median_matches_sort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

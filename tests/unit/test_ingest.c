@@ -73,7 +73,7 @@ static void fx_init(struct fx *x, enum framing f, uint64_t max_frame, uint64_t l
 {
     memset(x, 0, sizeof(*x));
     assert_int_equal(bcast_init(&x->log, log_bytes, 64), 0);
-    flow_init(&x->flow, pace);
+    flow_init(&x->flow, pace, 0);
     x->fo = (struct fanout){
         .log = &x->log,
         .framing = f,
