@@ -3,12 +3,14 @@
 #   cmake --install build [--prefix /usr]      binaries, man pages, systemd units, options file
 #   tools/package                               build/ringcast_<version>_<arch>.deb
 #
-# ringcast and flood install themselves (install(TARGETS) next to their targets); this file adds
-# the rest. Paths that depend on the prefix are computed at install time, because CPack installs
-# again with its own prefix (/usr): the unit's ExecStart names <prefix>/bin/ringcast, and the
-# options file goes to /etc/default/ringcast for the /usr prefix, else <prefix>/etc/default.
+# ringcast, ringcast-cat and flood install themselves (install(TARGETS) next to their targets);
+# this file adds the rest. Paths that depend on the prefix are computed at install time, because
+# CPack installs again with its own prefix (/usr): the unit's ExecStart names
+# <prefix>/bin/ringcast, and the options file goes to /etc/default/ringcast for the /usr prefix,
+# else <prefix>/etc/default.
 
-set(RINGCAST_MAN_PAGES ${PROJECT_SOURCE_DIR}/docs/man/ringcast.1)
+set(RINGCAST_MAN_PAGES ${PROJECT_SOURCE_DIR}/docs/man/ringcast.1
+                       ${PROJECT_SOURCE_DIR}/docs/man/ringcast-cat.1)
 if(TARGET flood)
     list(APPEND RINGCAST_MAN_PAGES ${PROJECT_SOURCE_DIR}/docs/man/flood.1)
 endif()
@@ -53,7 +55,7 @@ set(CPACK_PACKAGE_DESCRIPTION
 connected client. One io_uring drives multishot accept and receive, each frame is\n\
 stored once in a broadcast log, and each client gets one send carrying everything\n\
 pending for it. Ships Prometheus metrics, systemd units with socket activation and\n\
-the watchdog, and the flood load generator.")
+the watchdog, the ringcast-cat command-line client and the flood load generator.")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
