@@ -1,10 +1,16 @@
-/* New connections: multishot accept, --max-clients, and descriptor exhaustion (EMFILE). */
+/*
+ * New connections: multishot accept, --max-clients, --max-clients-per-ip, and descriptor
+ * exhaustion (EMFILE).
+ */
 #include "loop_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,28 +36,123 @@ void accept_arm(struct loop *l)
     l->accept_armed = true;
 }
 
+int accept_setup(struct loop *l, char *err, size_t errlen)
+{
+    if (!l->o->max_clients_per_ip)
+        return 0;
+    /* A secret hash key: peers cannot pick addresses that pile up in one probe chain. */
+    uint8_t key[16];
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        int e = errno;
+        snprintf(err, errlen, "getrandom: %s", strerror(e));
+        return -e;
+    }
+    /* Sized for every slot: a counted connection keeps its slot until accept_forget, so the
+     * table holds at most one address per slot and is never full. */
+    if (peercount_init(&l->peers, l->conns.cap, key) < 0) {
+        snprintf(err, errlen, "out of memory for --max-clients-per-ip (%u addresses)",
+                 l->conns.cap);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void accept_forget(struct loop *l, struct conn *c)
+{
+    struct peercount_key key;
+    if (!c->peer_counted || !peercount_key_of(&c->peer, &key))
+        return;
+    peercount_remove(&l->peers, &key);
+    c->peer_counted = false;
+}
+
+/* An address without its port, as a log line names a peer refused for its address. */
+static const char *addr_only(const union netaddr *a, char *buf, size_t len)
+{
+    const void *src = NULL;
+    int af = a->sa.sa_family;
+    if (af == AF_INET) {
+        src = &a->v4.sin_addr;
+    } else if (af == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->v6.sin6_addr)) {
+        af = AF_INET;
+        src = &a->v6.sin6_addr.s6_addr[12];
+    } else if (af == AF_INET6) {
+        src = &a->v6.sin6_addr;
+    }
+    if (!src || !inet_ntop(af, src, buf, (socklen_t)len))
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+/* Refusals are counted at once but logged at most once a second, in one line for both limits. */
 void accept_log_rejects(struct loop *l, bool force)
 {
-    if (!l->rejects_unlogged || (!force && l->now_ns - l->last_reject_log_ns < NSEC))
+    uint64_t max = l->rejects_unlogged, per_ip = l->rejects_per_ip_unlogged;
+    if (!(max + per_ip) || (!force && l->now_ns - l->last_reject_log_ns < NSEC))
         return;
-    say_warn("closed %llu new connection(s): --max-clients (%u) reached",
-             (unsigned long long)l->rejects_unlogged, l->conns.cap);
-    l->rejects_unlogged = 0;
+    char both[64] = "", ip[128] = "", addr[INET6_ADDRSTRLEN + 1];
+    if (max && per_ip)
+        snprintf(both, sizeof(both), "--max-clients (%u) reached; %llu more: ", l->conns.cap,
+                 (unsigned long long)per_ip);
+    if (per_ip)
+        snprintf(ip, sizeof(ip), "--max-clients-per-ip (%u) reached, the last from %s",
+                 l->o->max_clients_per_ip, addr_only(&l->last_per_ip_reject, addr, sizeof(addr)));
+    if (per_ip)
+        say_warn("closed %llu new connection(s): %s%s", (unsigned long long)(max ? max : per_ip),
+                 both, ip);
+    else
+        say_warn("closed %llu new connection(s): --max-clients (%u) reached",
+                 (unsigned long long)max, l->conns.cap);
+    l->rejects_unlogged = l->rejects_per_ip_unlogged = 0;
     l->last_reject_log_ns = l->now_ns;
+}
+
+static void reject(struct loop *l, int fd, uint64_t *total, uint64_t *unlogged)
+{
+    close(fd);
+    (*total)++;
+    (*unlogged)++;
+    accept_log_rejects(l, false);
+}
+
+/*
+ * The one place a connection's peer address is learned; the per-address count and the log use
+ * what it says. (A PROXY protocol header would replace it once read: the count would then move
+ * with accept_forget and peercount_add.)
+ */
+static void accept_peer(int fd, union netaddr *peer)
+{
+    socklen_t alen = sizeof(*peer);
+    if (getpeername(fd, &peer->sa, &alen) < 0)
+        peer->sa.sa_family = AF_UNSPEC; /* reset already: unknown, and not counted */
 }
 
 static void new_conn(struct loop *l, int fd)
 {
-    struct conn *c = l->draining ? NULL : conn_table_alloc(&l->conns, fd);
-    if (!c) {
+    if (l->draining) {
         close(fd);
-        if (!l->draining) {
-            l->stats.rejected_max_clients++;
-            l->rejects_unlogged++;
-            accept_log_rejects(l, false);
-        }
         return;
     }
+    union netaddr peer;
+    accept_peer(fd, &peer);
+    struct peercount_key key;
+    uint32_t per_ip = l->o->max_clients_per_ip;
+    bool count = per_ip && peercount_key_of(&peer, &key);
+    /* Before a slot is taken: a refused connection is never registered, so it gets no frame and
+     * is nobody's receiver. */
+    if (count && peercount_get(&l->peers, &key) >= per_ip) {
+        l->last_per_ip_reject = peer;
+        reject(l, fd, &l->stats.rejected_per_ip, &l->rejects_per_ip_unlogged);
+        return;
+    }
+    struct conn *c = conn_table_alloc(&l->conns, fd);
+    if (!c) {
+        reject(l, fd, &l->stats.rejected_max_clients, &l->rejects_unlogged);
+        return;
+    }
+    c->peer = peer;
+    /* Cannot fail (see accept_setup); if it did, the connection would just go uncounted. */
+    c->peer_counted = count && peercount_add(&l->peers, &key) > 0;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -61,9 +162,6 @@ static void new_conn(struct loop *l, int fd)
      * have grown; and the kernel memory a stopped reader holds is bounded too. */
     int sndbuf = CLIENT_SNDBUF;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-    socklen_t alen = sizeof(c->peer);
-    if (getpeername(fd, &c->peer.sa, &alen) < 0)
-        c->peer.sa.sa_family = AF_UNSPEC;
     l->stats.accepted++;
     char addr[NETADDR_STRLEN];
     say_event("%s connected.", netaddr_format(&c->peer, addr, sizeof(addr)));

@@ -38,6 +38,7 @@ struct conn {
     bool in_reap : 1;          /* in the loop's list of slots to free after the batch */
     bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
     bool pack_exempt : 1;      /* dropped by the slow policy: not in the pack until it catches up */
+    bool peer_counted : 1;     /* counted for --max-clients-per-ip under peer (accept.c) */
     struct recvctl rx;         /* the multishot recv */
     uint32_t active_idx;       /* position in the table's dense active array */
     uint32_t next_paused;      /* paused FIFO link */
@@ -47,7 +48,7 @@ struct conn {
     uint64_t partial_since_ns; /* when its incomplete frame started; 0: none */
     struct ingest_client in;
     struct fanout_client out;
-    union netaddr peer;
+    union netaddr peer; /* set once, at accept (accept_peer); the per-address count's key */
 };
 
 struct conn_table {

@@ -406,6 +406,7 @@ void loop_apply_verdicts(struct loop *l)
         s = c->next_reap;
         if (!c->fd_closed)
             close(c->fd);
+        accept_forget(l, c);
         conn_table_free(&l->conns, c);
     }
 }

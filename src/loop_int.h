@@ -24,6 +24,7 @@
 #include "ringcast/flow.h"
 #include "ringcast/ingest.h"
 #include "ringcast/opts.h"
+#include "ringcast/peercount.h"
 #include "ringcast/ring.h"
 #include "ringcast/stats.h"
 #include "userdata.h"
@@ -96,7 +97,10 @@ struct loop {
     uint64_t drain_deadline_ns, hard_deadline_ns;
     uint64_t now_ns;
     uint64_t next_stats_ns, last_reject_log_ns;
-    uint64_t rejects_unlogged;
+    uint64_t rejects_unlogged;        /* --max-clients refusals since the last log line */
+    uint64_t rejects_per_ip_unlogged; /* --max-clients-per-ip refusals since then */
+    union netaddr last_per_ip_reject; /* named in that line */
+    struct peercount peers;           /* --max-clients-per-ip: open connections per address */
     struct stats stats, stats_prev;
 
     struct signalfd_siginfo siginfo;
@@ -154,6 +158,10 @@ void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace);
 void accept_arm(struct loop *l);
 void accept_on_cqe(struct loop *l, int res, unsigned flags);
 void accept_log_rejects(struct loop *l, bool force);
+/* --max-clients-per-ip: its table, when the option is on. 0, or -errno with @err set. */
+int accept_setup(struct loop *l, char *err, size_t errlen);
+/* @c's slot is being freed (loop.c, the one place): it stops counting against its address. */
+void accept_forget(struct loop *l, struct conn *c);
 rlim_t accept_fd_limit_now(void);
 
 /* ---- lifecycle.c ---- */

@@ -216,6 +216,8 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         snprintf(err, errlen, "out of memory for %u client slots", max_clients);
         goto err;
     }
+    if (accept_setup(l, err, errlen) < 0)
+        goto err;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -270,6 +272,7 @@ void loop_destroy(struct loop *l)
     }
     conn_table_destroy(&l->conns);
     rc_free(l->pack_scratch);
+    peercount_destroy(&l->peers);
     if (l->ring_ready) {
         httpd_destroy(&l->httpd);
         ring_bufs_destroy(&l->ring, &l->bufs);

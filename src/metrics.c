@@ -91,6 +91,8 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
                        (unsigned long long)s->rejected_max_clients);
     metrics_buf_printf(b, "ringcast_connections_rejected_total{reason=\"emfile\"} %llu\n",
                        (unsigned long long)s->rejected_emfile);
+    metrics_buf_printf(b, "ringcast_connections_rejected_total{reason=\"per_ip\"} %llu\n",
+                       (unsigned long long)s->rejected_per_ip);
 
     counter(b, "frames_received_total", "Complete frames received from clients.", s->frames_in);
     counter(b, "bytes_received_total", "Bytes of complete frames received.", s->bytes_in);

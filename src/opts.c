@@ -31,6 +31,8 @@ static const char usage_text[] =
     "                          the newest frame (1M, at most half of --max-queue)\n"
     "  --slow-policy P         disconnect (default) or drop: discard a slow client's backlog\n"
     "  --max-clients N         connections beyond N are closed at once (10000)\n"
+    "  --max-clients-per-ip N  connections from one address beyond N are closed at once\n"
+    "                          (0: no limit, the default)\n"
     "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
     "  --frame-timeout S       disconnect a client whose frame stays incomplete S seconds (30;\n"
     "                          0 never)\n"
@@ -144,6 +146,7 @@ enum {
     OPT_METRICS,
     OPT_PACE_WINDOW,
     OPT_LOG_TIMESTAMPS,
+    OPT_MAX_CLIENTS_PER_IP,
     OPT_VERSION,
 };
 
@@ -157,6 +160,7 @@ static const struct option long_options[] = {
     {"pace-window", required_argument, NULL, OPT_PACE_WINDOW},
     {"slow-policy", required_argument, NULL, OPT_SLOW_POLICY},
     {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+    {"max-clients-per-ip", required_argument, NULL, OPT_MAX_CLIENTS_PER_IP},
     {"max-partial-memory", required_argument, NULL, OPT_MAX_PARTIAL},
     {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
@@ -320,6 +324,12 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
             if (parse_uint(optarg, 1u << 24, &n) < 0 || n == 0)
                 FAIL("invalid --max-clients '%s': expected 1-16777216", optarg);
             o->max_clients = (uint32_t)n;
+            break;
+        case OPT_MAX_CLIENTS_PER_IP:
+            if (parse_uint(optarg, 1u << 24, &n) < 0)
+                FAIL("invalid --max-clients-per-ip '%s': expected 0-16777216 (0: no limit)",
+                     optarg);
+            o->max_clients_per_ip = (uint32_t)n;
             break;
         case OPT_BACKLOG:
             if (parse_uint(optarg, INT_MAX, &n) < 0 || n == 0)

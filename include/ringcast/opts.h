@@ -22,7 +22,8 @@ struct opts {
     uint64_t max_partial_memory; /* all partial frames together */
     enum slow_policy slow_policy;
     uint32_t max_clients;
-    int backlog; /* 0: the system's somaxconn */
+    uint32_t max_clients_per_ip; /* open connections per peer address; 0: no limit */
+    int backlog;                 /* 0: the system's somaxconn */
     enum zc_mode zerocopy;
     uint64_t zc_threshold;
     double drain_timeout;  /* seconds */

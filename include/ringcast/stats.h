@@ -22,6 +22,7 @@ enum disconnect_reason {
 struct stats {
     uint64_t accepted;
     uint64_t rejected_max_clients;
+    uint64_t rejected_per_ip; /* --max-clients-per-ip */
     uint64_t rejected_emfile;
     uint64_t frames_in;
     uint64_t bytes_in;

@@ -115,6 +115,7 @@ static void check_run(const struct opts *o)
           (unsigned long long)o->pace_window, (unsigned long long)o->max_queue);
     CHECK(o->max_partial_memory >= 1, "max_partial_memory 0");
     CHECK(o->max_clients >= 1 && o->max_clients <= (1u << 24), "max_clients %u", o->max_clients);
+    CHECK(o->max_clients_per_ip <= (1u << 24), "max_clients_per_ip %u", o->max_clients_per_ip);
     CHECK(o->backlog >= 0, "backlog %d", o->backlog);
     const double secs[] = {o->drain_timeout, o->frame_timeout, o->stats_interval};
     for (int i = 0; i < 3; i++)

@@ -239,6 +239,7 @@ static void test_metrics_promtool(void **state)
     }
     metric(&r, "ringcast_connections_rejected_total{reason=\"max_clients\"}");
     metric(&r, "ringcast_connections_rejected_total{reason=\"emfile\"}");
+    metric(&r, "ringcast_connections_rejected_total{reason=\"per_ip\"}");
     metric(&r, "ringcast_send_batch_frames_bucket{le=\"+Inf\"}");
     if (!strstr(r.body, "ringcast_build_info{version=\"" RINGCAST_VERSION "\""))
         fail_msg("ringcast_build_info lacks version " RINGCAST_VERSION ":\n%s", r.body);

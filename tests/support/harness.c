@@ -490,6 +490,17 @@ bool rc_err_contains(struct rc_server *s, const char *needle)
     return found;
 }
 
+char *rc_err_text(struct rc_server *s)
+{
+    pthread_mutex_lock(&s->reader->mu);
+    const struct rc_logbuf *b = &s->reader->bufs[1];
+    char *copy = strndup(b->data ? b->data : "", b->len);
+    pthread_mutex_unlock(&s->reader->mu);
+    if (!copy)
+        fail_msg("harness: out of memory");
+    return copy;
+}
+
 /* ------------------------------------------------------------------ server lifecycle */
 
 static bool parse_start_line(struct rc_server *s, const char *line)
@@ -860,6 +871,17 @@ int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_socko
     set_int_option(fd, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", o->sndbuf);
     set_int_option(fd, IPPROTO_TCP, TCP_MAXSEG, "TCP_MAXSEG", o->maxseg);
     set_nodelay(fd);
+    if (o->local) {
+        struct sockaddr_storage ls;
+        memset(&ls, 0, sizeof(ls));
+        ls.ss_family = ss.ss_family;
+        void *addr = ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ls)->sin6_addr
+                                              : (void *)&((struct sockaddr_in *)&ls)->sin_addr;
+        if (inet_pton(ss.ss_family, o->local, addr) != 1)
+            fail_msg("harness: bad local address %s", o->local);
+        if (bind(fd, (struct sockaddr *)&ls, len) < 0)
+            fail_msg("harness: bind to %s: %s", o->local, strerror(errno));
+    }
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
         fail_msg("harness: connect to port %d: %s", s->port, strerror(errno));
     struct pollfd p = {.fd = fd, .events = POLLOUT};

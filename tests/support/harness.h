@@ -134,6 +134,8 @@ bool rc_log_find(struct rc_server *s, size_t mark, const char *needle, char *buf
 /* Number of complete lines on stderr so far, and a test on its content. */
 size_t rc_err_lines(struct rc_server *s);
 bool rc_err_contains(struct rc_server *s, const char *needle);
+/* A malloc'ed, NUL-terminated copy of the server's stderr so far (the caller frees it). */
+char *rc_err_text(struct rc_server *s);
 
 /* Waits until stderr has at least count complete lines; returns the count seen. */
 size_t rc_err_wait_lines(struct rc_server *s, size_t count, int timeout_ms);
@@ -162,6 +164,9 @@ struct rc_sockopts {
     int rcvbuf; /* SO_RCVBUF */
     int sndbuf; /* SO_SNDBUF */
     int maxseg; /* TCP_MAXSEG */
+    /* A local address to bind first, of the server's family (NULL: the kernel's choice), e.g.
+     * "127.0.0.2": loopback holds all of 127/8, so one host can be several peers. */
+    const char *local;
 };
 
 /* rc_connect_addr with those options; fails the test when one cannot be set. */

@@ -49,6 +49,7 @@ static void test_metrics_counters_and_labels(void **state)
     struct stats s = {0};
     s.accepted = 5;
     s.rejected_max_clients = 2;
+    s.rejected_per_ip = 7;
     s.frames_in = 10;
     s.deliveries = 20;
     s.disconnects[DISC_SLOW_CONSUMER] = 1;
@@ -58,6 +59,8 @@ static void test_metrics_counters_and_labels(void **state)
     expect_line(t, "ringcast_clients 3");
     expect_line(t, "ringcast_connections_accepted_total 5");
     expect_line(t, "ringcast_connections_rejected_total{reason=\"max_clients\"} 2");
+    expect_line(t, "ringcast_connections_rejected_total{reason=\"emfile\"} 0");
+    expect_line(t, "ringcast_connections_rejected_total{reason=\"per_ip\"} 7");
     expect_line(t, "ringcast_frames_received_total 10");
     expect_line(t, "ringcast_frames_delivered_total 20");
     expect_line(t, "ringcast_disconnects_total{reason=\"slow_consumer\"} 1");

@@ -52,6 +52,7 @@ static void test_opts_defaults(void **state)
     assert_int_equal(o.max_partial_memory, 256u << 20);
     assert_int_equal(o.slow_policy, SLOW_DISCONNECT);
     assert_int_equal(o.max_clients, 10000);
+    assert_int_equal(o.max_clients_per_ip, 0);
     assert_int_equal(o.backlog, 0);
     assert_int_equal(o.zerocopy, ZC_AUTO);
     assert_int_equal(o.zc_threshold, 16u << 10);
@@ -288,6 +289,34 @@ static void test_opts_size_flags_limits(void **state)
     EXPECT_ERROR("--backlog", NULL, NULL, "--backlog", "-5");
 }
 
+/* --max-clients-per-ip: 0 (off) to 16777216, like --max-clients; it may exceed --max-clients. */
+static void test_opts_max_clients_per_ip(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--max-clients-per-ip", "2"), OPTS_RUN);
+    assert_int_equal(o.max_clients_per_ip, 2);
+    assert_int_equal(o.max_clients, 10000);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--max-clients-per-ip=0"), OPTS_RUN);
+    assert_int_equal(o.max_clients_per_ip, 0);
+    assert_int_equal(
+        PARSE(&o, NULL, NULL, err, "--max-clients", "3", "--max-clients-per-ip", "16777216"),
+        OPTS_RUN);
+    assert_int_equal(o.max_clients_per_ip, 16777216);
+    /* --max-clients itself is still matched exactly, not as an abbreviation. */
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--max-clients", "7"), OPTS_RUN);
+    assert_int_equal(o.max_clients, 7);
+    assert_int_equal(o.max_clients_per_ip, 0);
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", "16777217");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", "-1");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", " 2");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", "2x");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", "");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip", "two");
+    EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip");
+}
+
 static void test_opts_max_frame_above_max_queue(void **state)
 {
     (void)state;
@@ -501,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_opts_seconds),
         cmocka_unit_test(test_opts_fractional_seconds_flags),
         cmocka_unit_test(test_opts_size_flags_limits),
+        cmocka_unit_test(test_opts_max_clients_per_ip),
         cmocka_unit_test(test_opts_max_frame_above_max_queue),
         cmocka_unit_test(test_opts_pace_window),
         cmocka_unit_test(test_opts_unknown_flag),
