@@ -1,5 +1,6 @@
 /* Helpers for the bug-regression tests: see hostile.h. */
 #include "hostile.h"
+#include "hostage.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,13 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ the server */
 
@@ -611,10 +614,17 @@ void hx_stream_start(struct hx_stream *st, struct rc_server *s, int mport, int n
     st->frame_len = frame_len;
     st->per_sec = per_sec;
     st->len = (size_t)frames * frame_len;
+    st->pace = per_sec;
+    st->lifted_us = INT64_MAX;
     st->data = malloc(st->len ? st->len : 1);
     st->scratch = malloc(1u << 20);
+    size_t pairs = (size_t)nsubs * frames;
+    st->lat_us = malloc((pairs > 0 ? pairs : 1) * sizeof(int32_t));
     assert_non_null(st->data);
     assert_non_null(st->scratch);
+    assert_non_null(st->lat_us);
+    for (size_t i = 0; i < pairs; i++)
+        st->lat_us[i] = -1;
     for (uint32_t i = 0; i < frames; i++)
         hx_frame_line(st->data + (size_t)i * frame_len, frame_len, tag, i);
     double before = mport > 0 ? hx_scrape(s, mport, "ringcast_clients") : 0;
@@ -638,12 +648,42 @@ void hx_stream_start(struct hx_stream *st, struct rc_server *s, int mport, int n
     st->t0 = rc_now_ms();
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* When frame seq is due: its place in the schedule, or when the pace was lifted if earlier. */
+static int64_t intended_us(const struct hx_stream *st, uint32_t seq)
+{
+    int64_t at = st->t0 * 1000;
+    if (st->pace)
+        at += (int64_t)seq * 1000000 / st->pace;
+    return at < st->lifted_us ? at : st->lifted_us;
+}
+
+/* Records the latency of frames [from, to) at subscriber i, all complete at now. */
+static void record_latency(struct hx_stream *st, int i, uint64_t from, uint64_t to, int64_t now)
+{
+    for (uint64_t k = from; k < to && k < st->frames; k++) {
+        int64_t lat = now - intended_us(st, (uint32_t)k);
+        lat = lat < 0 ? 0 : lat > INT32_MAX ? INT32_MAX : lat;
+        st->lat_us[(size_t)i * st->frames + k] = (int32_t)lat;
+    }
+}
+
 void hx_stream_step(struct hx_stream *st, int wait_ms)
 {
     size_t due = st->len;
+    int64_t wake_us = INT64_MAX; /* when the next frame falls due (paced) */
     if (st->per_sec) {
-        uint64_t n = (uint64_t)(rc_now_ms() - st->t0) * st->per_sec / 1000 + 1;
+        int64_t since = now_us() - st->t0 * 1000;
+        uint64_t n = (uint64_t)(since > 0 ? since : 0) * st->per_sec / 1000000 + 1;
         due = n < st->frames ? (size_t)n * st->frame_len : st->len;
+        if (n < st->frames)
+            wake_us = intended_us(st, (uint32_t)n);
     }
     if (st->until && due > st->until)
         due = st->until;
@@ -662,7 +702,14 @@ void hx_stream_step(struct hx_stream *st, int wait_ms)
     for (int i = 0; i < st->nsubs; i++)
         p[i] = (struct pollfd){.fd = st->subs[i], .events = POLLIN};
     p[st->nsubs] = (struct pollfd){.fd = st->pub, .events = st->sent < due ? POLLOUT : 0};
-    poll(p, (nfds_t)st->nsubs + 1, wait_ms);
+    /* Up to wait_ms, but not past the next frame's due time (the pace must not lag the poll). */
+    int64_t wait = (int64_t)(wait_ms > 0 ? wait_ms : 0) * 1000;
+    if (wake_us != INT64_MAX && (!st->until || due < st->until)) {
+        int64_t left = wake_us - now_us();
+        wait = left < 0 ? 0 : left < wait ? left : wait;
+    }
+    struct timespec ts = {.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
+    ppoll(p, (nfds_t)st->nsubs + 1, &ts, NULL);
     /* Bounded: a few MiB per call, so the caller's offender gets its turn. */
     for (int k = 0; k < 8 && st->sent < due; k++) {
         size_t put = rc_send_some(st->pub, st->data + st->sent, due - st->sent);
@@ -679,8 +726,10 @@ void hx_stream_step(struct hx_stream *st, int wait_ms)
             }
             if (n == 0)
                 break;
+            uint64_t had = st->checks[i].frames;
             if (!hx_check_feed(&st->checks[i], st->scratch, (size_t)n))
                 fail_msg("healthy subscriber %d: %s", i, st->checks[i].err);
+            record_latency(st, i, had, st->checks[i].frames, now_us());
         }
     }
     int64_t now = rc_now_ms();
@@ -700,6 +749,8 @@ bool hx_stream_complete(const struct hx_stream *st)
 
 void hx_stream_finish(struct hx_stream *st, int timeout_ms)
 {
+    if (st->per_sec && st->lifted_us == INT64_MAX)
+        st->lifted_us = now_us();
     st->per_sec = 0;
     st->until = 0;
     int64_t deadline = rc_now_ms() + timeout_ms;
@@ -717,6 +768,29 @@ void hx_stream_finish(struct hx_stream *st, int timeout_ms)
     }
 }
 
+void hx_stream_run_out(struct hx_stream *st, int timeout_ms)
+{
+    st->until = 0;
+    int64_t rest_ms = 0;
+    if (st->per_sec)
+        rest_ms = st->t0 + (int64_t)st->frames * 1000 / st->per_sec - rc_now_ms();
+    int64_t deadline = rc_now_ms() + (rest_ms > 0 ? rest_ms : 0) + timeout_ms;
+    /* A round takes at least a frame's read or 10 ms of waiting: far above any real run. */
+    for (long round = 0; round < 100000000L && !hx_stream_complete(st) && rc_now_ms() < deadline;
+         round++)
+        hx_stream_step(st, 10);
+    for (int i = 0; i < st->nsubs; i++) {
+        if (!hx_check_complete(&st->checks[i])) {
+            char d[512];
+            hx_check_describe(&st->checks[i], d, sizeof(d));
+            rc_dump(st->s);
+            fail_msg("healthy subscriber %d did not get the whole stream within %d ms of its "
+                     "schedule's end (publisher sent %zu of %zu bytes): %s",
+                     i, timeout_ms, st->sent, st->len, d);
+        }
+    }
+}
+
 void hx_stream_close(struct hx_stream *st)
 {
     rc_close(st->pub);
@@ -726,5 +800,116 @@ void hx_stream_close(struct hx_stream *st)
     }
     free(st->data);
     free(st->scratch);
+    free(st->lat_us);
     st->data = st->scratch = NULL;
+    st->lat_us = NULL;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile q (0 < q <= 1) of n sorted samples (as hostage.c computes it). */
+static int64_t rank_of(const int32_t *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t rank = (size_t)(q * (double)n + 0.999999);
+    rank = rank < 1 ? 1 : rank > n ? n : rank;
+    return v[rank - 1];
+}
+
+void hx_stream_latency(const struct hx_stream *st, struct hx_latency *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t all = (size_t)st->nsubs * st->frames;
+    int32_t *v = malloc((all ? all : 1) * sizeof(int32_t));
+    assert_non_null(v);
+    for (size_t i = 0; i < all; i++) {
+        if (st->lat_us[i] >= 0)
+            v[out->samples++] = st->lat_us[i];
+        else
+            out->missing++;
+    }
+    qsort(v, out->samples, sizeof(v[0]), cmp_i32);
+    out->p50_us = rank_of(v, out->samples, 0.50);
+    out->p99_us = rank_of(v, out->samples, 0.99);
+    out->max_us = out->samples ? v[out->samples - 1] : 0;
+    free(v);
+}
+
+int64_t hx_stream_p99_us(const struct hx_stream *st, const char *what)
+{
+    struct hx_latency l;
+    hx_stream_latency(st, &l);
+    print_message("%s: healthy delivery latency p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu frames "
+                  "x %d subscribers at %u/s%s)\n",
+                  what, (double)l.p50_us / 1e3, (double)l.p99_us / 1e3, (double)l.max_us / 1e3,
+                  (size_t)st->frames, st->nsubs, st->pace, l.missing ? ", some missing" : "");
+    if (l.missing)
+        fail_msg("%s: %zu (subscriber, frame) pairs were never delivered", what, l.missing);
+    return l.p99_us;
+}
+
+/* ------------------------------------------------------------------ with and without */
+
+void hx_stop(struct rc_server *s, const char *what)
+{
+    rc_signal(s, SIGTERM);
+    int st = rc_wait_exit(s, RC_WAIT_MS);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        rc_dump(s);
+        fail_msg("%s: the server did not exit 0 within %d ms of SIGTERM (wait status 0x%x)", what,
+                 RC_WAIT_MS, st);
+    }
+}
+
+int64_t hx_stream_alone(struct rc_server *s, int mport, bool quiet, int nsubs, uint8_t tag,
+                        uint32_t frames, size_t frame_len, uint32_t per_sec)
+{
+    int idle = rc_fd_count(s);
+    assert_true(idle > 0);
+    struct hx_stream st;
+    hx_stream_start(&st, s, quiet ? mport : 0, nsubs, tag, frames, frame_len, per_sec);
+    hx_stream_run_out(&st, RC_IO_MS);
+    int64_t p99 = hx_stream_p99_us(&st, "without the offender");
+    hx_expect_metrics_consistent(s, mport, nsubs + 1);
+    hx_stream_close(&st);
+    if (hx_wait_metric(s, mport, "ringcast_clients", 0, RC_WAIT_MS) != 0)
+        fail_msg("without the offender: clients left after closing every client");
+    hx_expect_fds(s, idle, "without the offender, every client gone");
+    hx_stop(s, "without the offender");
+    return p99;
+}
+
+void hx_compare_p99(const char *name, int64_t (*run)(void *arg, bool offender), void *arg)
+{
+    char summary[1024] = "";
+    size_t len = 0;
+    int64_t best = INT64_MAX; /* the lowest baseline p99 so far: load only ever raises it */
+    for (int attempt = 1; attempt <= HG_ATTEMPTS; attempt++) {
+        int64_t base = run(arg, false);
+        best = base < best ? base : best;
+        int64_t bound = HG_FACTOR * best > HG_RATE_FLOOR_MS * 1000LL ? HG_FACTOR * best
+                                                                     : HG_RATE_FLOOR_MS * 1000LL;
+        int64_t with = run(arg, true);
+        print_message("%s, attempt %d: healthy p99 %.2f ms with it, %.2f ms without (lowest "
+                      "%.2f ms); bound max(%d ms, %d x %.2f ms) = %.2f ms\n",
+                      name, attempt, (double)with / 1e3, (double)base / 1e3, (double)best / 1e3,
+                      HG_RATE_FLOOR_MS, HG_FACTOR, (double)best / 1e3, (double)bound / 1e3);
+        if (with <= bound)
+            return;
+        if (len < sizeof(summary))
+            len += (size_t)snprintf(summary + len, sizeof(summary) - len,
+                                    "; attempt %d: p99 %.2f ms with it against %.2f ms without "
+                                    "(lowest %.2f ms), bound max(%d ms, %d x %.2f ms) = %.2f ms",
+                                    attempt, (double)with / 1e3, (double)base / 1e3,
+                                    (double)best / 1e3, HG_RATE_FLOOR_MS, HG_FACTOR,
+                                    (double)best / 1e3, (double)bound / 1e3);
+    }
+    fail_msg("with %s, the healthy subscribers' p99 delivery latency is over its bound in every "
+             "attempt%s: the offender holds them hostage",
+             name, summary);
 }

@@ -179,6 +179,11 @@ int hx_http_answers(const char *resp, size_t len);
  * nsubs subscribers read and check everything (hx_check). Registration is awaited through the
  * log, or through the metrics gauge when mport > 0 (servers run with -q). The publisher never runs
  * more than 256 KiB ahead of the slowest subscriber.
+ *
+ * Each (subscriber, frame) pair's delivery latency is recorded, as in the hostage tests' fixed-rate
+ * mode: from the frame's intended send time, t0 + seq / per_sec (a publisher held back by a slow
+ * relay counts: no coordinated omission), or from the moment hx_stream_finish lifted the pace if
+ * that came first, to the step that read the frame's last byte.
  */
 #define HX_STREAM_MAX_SUBS 8
 struct hx_stream {
@@ -189,7 +194,10 @@ struct hx_stream {
     size_t frame_len, len, sent;
     size_t until; /* when not 0, the publisher stops there (the test may move or clear it) */
     uint32_t frames, per_sec;
-    int64_t t0, next_alive;
+    int64_t t0, next_alive; /* t0: frame k is due at t0 + k / per_sec (the test may move it) */
+    uint32_t pace;          /* per_sec as started (hx_stream_finish clears per_sec) */
+    int64_t lifted_us;      /* when hx_stream_finish lifted the pace; INT64_MAX before */
+    int32_t *lat_us;        /* [sub * frames + seq]: delivery latency, -1 until delivered */
 };
 void hx_stream_start(struct hx_stream *st, struct rc_server *s, int mport, int nsubs, uint8_t tag,
                      uint32_t frames, size_t frame_len, uint32_t per_sec);
@@ -199,7 +207,51 @@ void hx_stream_step(struct hx_stream *st, int wait_ms);
 bool hx_stream_complete(const struct hx_stream *st);
 /* Sends the rest at full speed and waits (bounded) until every subscriber has everything. */
 void hx_stream_finish(struct hx_stream *st, int timeout_ms);
+/*
+ * Goes on at the stream's pace (per_sec) until every subscriber has everything, for at most the
+ * rest of the schedule plus timeout_ms; fails the test if they do not. Unlike hx_stream_finish,
+ * the pace is kept, so every frame's latency measures the relay under the case, not a burst.
+ */
+void hx_stream_run_out(struct hx_stream *st, int timeout_ms);
 /* Closes the publisher and the subscribers, frees the buffers. */
 void hx_stream_close(struct hx_stream *st);
+
+/* The stream's delivery latencies so far, over every (subscriber, frame) pair delivered. */
+struct hx_latency {
+    int64_t p50_us, p99_us, max_us; /* nearest-rank percentiles and the maximum */
+    size_t samples, missing;        /* pairs delivered; pairs not (yet) delivered */
+};
+void hx_stream_latency(const struct hx_stream *st, struct hx_latency *out);
+/* hx_stream_latency, one line about it on stdout (prefixed with what); returns p99_us. */
+int64_t hx_stream_p99_us(const struct hx_stream *st, const char *what);
+
+/* ---- the healthy side with and without the offender (issue 8) ---- */
+
+/*
+ * Stops s (SIGTERM, every client gone) and fails the test unless it exits 0 within RC_WAIT_MS:
+ * the check rc_teardown makes, made now so that a test's successive servers do not pile up.
+ */
+void hx_stop(struct rc_server *s, const char *what);
+
+/*
+ * The run without the offender: on s, freshly started with the case's options (metrics at mport;
+ * quiet: it runs with -q, so clients are counted through the metrics gauge, not the log), the
+ * case's healthy stream (hx_stream_start's arguments) run out at its pace (hx_stream_run_out);
+ * then the metrics must agree, every client closes, the descriptor count returns to its idle
+ * value and s is stopped (hx_stop). Returns the healthy subscribers' p99 delivery latency in us.
+ */
+int64_t hx_stream_alone(struct rc_server *s, int mport, bool quiet, int nsubs, uint8_t tag,
+                        uint32_t frames, size_t frame_len, uint32_t per_sec);
+
+/*
+ * The comparison the readers, writers and hostage cases make (hg_check_fixed_rate's policy, with
+ * its constants from hostage.h): up to HG_ATTEMPTS pairs of runs, run(arg, false) without the
+ * offender then run(arg, true) with it, each on a fresh server, each returning the healthy
+ * subscribers' p99 delivery latency in us after checking everything else (a failed check fails the
+ * test at once, in any attempt). Passes at the first run with the offender whose p99 is at most
+ * max(HG_RATE_FLOOR_MS, HG_FACTOR x the lowest baseline p99 so far); fails, with every attempt's
+ * figures and bound, when none is: load from elsewhere slows some runs, a hostage effect all.
+ */
+void hx_compare_p99(const char *name, int64_t (*run)(void *arg, bool offender), void *arg);
 
 #endif

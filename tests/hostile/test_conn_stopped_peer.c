@@ -14,8 +14,11 @@
  * drop policy: the stopped peer stays connected, frames_dropped_total rises, and once continued
  * it reads whole frames in increasing order, with a gap (what was dropped), up to the newest one.
  *
- * Both: metrics consistent, fds back to idle, and a fresh pair relays. The child is continued and
- * reaped at the end, or killed by the teardown when the test fails half-way.
+ * Both: metrics consistent, fds back to idle, and a fresh pair relays. The healthy subscribers'
+ * p99 delivery latency (hx_stream) is at most max(HG_RATE_FLOOR_MS, HG_FACTOR x that of the same
+ * stream on a fresh server with the same options and no stopped peer), in one of HG_ATTEMPTS
+ * attempts (hx_compare_p99). The child is continued and reaped at the end, or killed by the
+ * teardown when the test fails half-way.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hostage.h"
 #include "hostile.h"
 
 #define FRAME 1000
@@ -195,12 +199,19 @@ static const char *end_name(int end)
     return end >= 0 && end < 5 ? names[end] : "?";
 }
 
-static void stopped_case(bool drop)
+/*
+ * One run, with the stopped peer or without it (the same server options and stream); returns the
+ * healthy subscribers' p99 delivery latency in us. arg points to the policy (true: drop).
+ */
+static int64_t stopped_run(void *arg, bool peer)
 {
+    bool drop = *(const bool *)arg;
     int mport;
     struct rc_server *s =
         drop ? hx_start_metrics(&mport, "--max-queue", "1M", "--slow-policy", "drop", NULL)
              : hx_start_metrics(&mport, "--max-queue", "1M", NULL);
+    if (!peer)
+        return hx_stream_alone(s, mport, false, STREAM_SUBS, TAG, TOTAL, FRAME, RATE);
     int idle = rc_fd_count(s);
 
     /* The peer, in its own process. */
@@ -242,18 +253,15 @@ static void stopped_case(bool drop)
     double slow0 = hx_scrape(s, mport, "ringcast_disconnects_total{reason=\"slow_consumer\"}");
     double dropped0 = hx_scrape(s, mport, "ringcast_frames_dropped_total");
 
-    /* 2: the rest of the stream, at full speed; the healthy subscribers must get all of it. */
+    /* 2: the rest of the stream, at its pace; the healthy subscribers must get all of it. */
     mark = rc_log_mark(s);
     int64_t t0 = rc_now_ms();
-    st.until = 0;
     st.t0 = t0 - (int64_t)PHASE1 * 1000 / RATE; /* the pace goes on from frame PHASE1 */
-    deadline = t0 + RC_IO_MS * 2;
-    while (!hx_stream_complete(&st) && rc_now_ms() < deadline)
-        hx_stream_step(&st, 5);
-    hx_stream_finish(&st, RC_IO_MS);
+    hx_stream_run_out(&st, RC_IO_MS);
     print_message("%s policy: %d MB to %d healthy subscribers in %lld ms beside a stopped peer\n",
                   drop ? "drop" : "disconnect", TOTAL * FRAME >> 20, STREAM_SUBS,
                   (long long)(rc_now_ms() - t0));
+    int64_t p99 = hx_stream_p99_us(&st, "beside the stopped peer");
 
     char line[256];
     if (!drop) {
@@ -323,16 +331,20 @@ static void stopped_case(bool drop)
     hx_expect_metrics_consistent(s, mport, 0);
     hx_expect_relays(s);
     hx_expect_fds(s, idle, "after the fresh pair");
+    hx_stop(s, "after the stopped peer");
+    return p99;
 }
 
 static void test_stopped_peer_disconnect(void **state)
 {
-    stopped_case(false);
+    bool drop = false;
+    hx_compare_p99("a stopped peer (disconnect policy)", stopped_run, &drop);
 }
 
 static void test_stopped_peer_drop(void **state)
 {
-    stopped_case(true);
+    bool drop = true;
+    hx_compare_p99("a stopped peer (drop policy)", stopped_run, &drop);
 }
 
 /* A failed test leaves the peer stopped: continue and reap it, then the usual teardown. */
