@@ -64,8 +64,8 @@ bool flow_may_append(const struct flow *f, uint32_t origin, uint64_t vhead, uint
 
 void flow_pack_count(struct flow *f, uint32_t within, uint32_t receivers)
 {
-    /* The median, the (n-1)/2-th most advanced, is within iff that many and one more are. */
-    f->pack_behind = f->pack_window && receivers > 0 && within < (receivers - 1) / 2 + 1;
+    /* The pacer, the rank-th most advanced, is within iff that many and one more are. */
+    f->pack_behind = f->pack_window && receivers > 0 && within < flow_pack_rank(receivers) + 1;
 }
 
 static void swap_u64(uint64_t *a, uint64_t *b)
@@ -75,11 +75,11 @@ static void swap_u64(uint64_t *a, uint64_t *b)
     *b = t;
 }
 
-uint64_t flow_pack_median(uint64_t *reach, size_t n)
+uint64_t flow_pack_pacer(uint64_t *reach, size_t n)
 {
     /* Quickselect for the k-th largest with a three-way partition (many receivers share the head's
-     * reach): O(n) on average, once per tick at most. */
-    size_t k = (n - 1) / 2, lo = 0, hi = n; /* the answer is in [lo, hi) */
+     * position): O(n) on average, once per tick at most. */
+    size_t k = flow_pack_rank(n), lo = 0, hi = n; /* the answer is in [lo, hi) */
     for (;;) {
         uint64_t pivot = reach[lo + (hi - lo) / 2];
         /* [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot */
@@ -101,21 +101,21 @@ uint64_t flow_pack_median(uint64_t *reach, size_t n)
     }
 }
 
-void flow_pack_tick(struct flow *f, uint64_t median, uint64_t vhead)
+void flow_pack_tick(struct flow *f, uint64_t pacer, uint64_t vhead)
 {
     if (!flow_pack_holds(f, vhead)) {
         f->pack_marked = false;
         return;
     }
     if (!f->pack_marked ||
-        (median > f->pack_mark && median - f->pack_mark >= FLOW_PACK_MIN_PROGRESS)) {
-        f->pack_mark = median; /* it started holding, or it moves: a new window */
+        (pacer > f->pack_mark && pacer - f->pack_mark >= FLOW_PACK_MIN_PROGRESS)) {
+        f->pack_mark = pacer; /* it started holding, or it moves: a new window */
         f->pack_marked = true;
         f->pack_still_ticks = 0;
         return;
     }
-    if (median < f->pack_mark)
-        f->pack_mark = median; /* receivers left: measure from here, the window goes on */
+    if (pacer < f->pack_mark)
+        f->pack_mark = pacer; /* receivers left: measure from here, the window goes on */
     if (++f->pack_still_ticks >= FLOW_PACK_STALL_TICKS) {
         /* Most receivers are stuck: stop waiting for them until the head has gone far enough
          * past them that the slow policy has met them. */

@@ -183,7 +183,7 @@ void loop_count_pack(struct loop *l)
 
 void loop_pack_tick(struct loop *l)
 {
-    uint64_t median = 0;
+    uint64_t pacer = 0;
     /* Counted again first: a pack last counted before the stream stopped is not behind now. */
     if (flow_pack_holds(&l->flow, l->log.vhead))
         loop_count_pack(l);
@@ -200,9 +200,9 @@ void loop_pack_tick(struct loop *l)
             l->pack_scratch[n++] = queued < read ? read - queued : 0;
         }
         if (n)
-            median = flow_pack_median(l->pack_scratch, n);
+            pacer = flow_pack_pacer(l->pack_scratch, n);
     }
-    flow_pack_tick(&l->flow, median, l->log.vhead);
+    flow_pack_tick(&l->flow, pacer, l->log.vhead);
 }
 
 /* The one send in flight to @c completed: move its cursor, then send again or wait. */

@@ -9,15 +9,17 @@
  * up, so it cannot make anyone wait; it falls behind and meets the slow policy at --max-queue.
  * When every receiver is behind, publishers wait (TCP pushes back on them) and nobody is cut.
  *
- * The pack rule: publishers also wait while most receivers are more than the pack window (a
- * quarter of the quota) behind the head, so that a reading host that serves its sockets unevenly
- * (a saturated host, a benchmark driver) sets the pace by its median reader instead of having
- * every reader but its favourite cut at the quota. One client can never be the median beside two
- * others, and a pack that stops moving (less than FLOW_PACK_MIN_PROGRESS in FLOW_PACK_STALL_TICKS
- * ticks while it holds) is not waited for: the rule is suspended until the head has moved on by
- * twice the quota, so stuck readers meet the slow policy however many they are. A client the
- * slow policy dropped does not count (the loop leaves it out) until it is within the pack window
- * again. docs/PROTOCOL.md has the measurements behind it.
+ * The pack rule: publishers also wait while the pack's pacer, the receiver nine tenths of the way
+ * down from the most advanced (flow_pack_rank), is more than the pack window (a quarter of the
+ * quota) behind the head, so that a reading host that serves its sockets unevenly (a saturated
+ * host, a benchmark driver) sets the pace by its slower readers instead of having every reader
+ * but its favourites cut at the quota. The slowest receiver is never the pacer (with three or
+ * more), so one client cannot set the pace; it takes a tenth of them, and a pack that stops moving
+ * (less than FLOW_PACK_MIN_PROGRESS in FLOW_PACK_STALL_TICKS ticks while it holds) is not waited
+ * for: the rule is suspended until the head has moved on by twice the quota, so stuck readers meet
+ * the slow policy however many they are. A client the slow policy dropped does not count (the loop
+ * leaves it out) until it is within the pack window again. docs/PROTOCOL.md has the measurements
+ * behind it.
  *
  * Positions are in log units (bcast_units_at): a receiver's reach is the units before its cursor,
  * and it only grows while the receiver stays.
@@ -31,7 +33,7 @@
 
 #define FLOW_NONE UINT32_MAX /* no slot; as an origin: every receiver counts (echo) */
 
-/* A holding pack whose median receiver reads less than FLOW_PACK_MIN_PROGRESS bytes in
+/* A holding pack whose pacer reads less than FLOW_PACK_MIN_PROGRESS bytes in
  * FLOW_PACK_STALL_TICKS ticks in a row (100 ms each) is not waited for: about 0.2 MB/s. The loop
  * measures what receivers have read (acknowledged), which moves smoothly, not their cursors. */
 #define FLOW_PACK_MIN_PROGRESS (64u << 10)
@@ -51,7 +53,7 @@ struct flow {
     uint64_t pack_window;      /* 0: off */
     uint64_t pack_suspend;     /* how far the head moves on while the rule is suspended */
     uint64_t pack_off_until;   /* vhead below which the rule is suspended */
-    uint64_t pack_mark;        /* the median's reach when the pack last started or moved */
+    uint64_t pack_mark;        /* the pacer's position when the pack last started or moved */
     uint32_t pack_still_ticks; /* holding ticks since then */
     bool pack_marked;
     bool pack_behind; /* at the last count, most receivers were outside the pack window */
@@ -101,13 +103,20 @@ static inline bool flow_pack_holds(const struct flow *f, uint64_t vhead)
     return f->pack_behind && vhead >= f->pack_off_until;
 }
 
-/** The median of @pos[0..@n) (reordered): the (n-1)/2-th largest, so that with two or more
- * others one client is never it. @n > 0. */
-uint64_t flow_pack_median(uint64_t *pos, size_t n);
+/** Which of @n receivers paces the pack, counted from 0 = the most advanced: nine tenths of the
+ * way down, and never the last one when there are three or more. */
+static inline size_t flow_pack_rank(size_t n)
+{
+    size_t k = (n - 1) * 9 / 10;
+    return n >= 3 && k > n - 2 ? n - 2 : k;
+}
 
-/** The periodic tick, with the head at @vhead and @median the median of how far each receiver has
- * read, in bytes (any value when the rule does not hold; count first): a holding pack that stopped
- * moving is suspended. */
-void flow_pack_tick(struct flow *f, uint64_t median, uint64_t vhead);
+/** The flow_pack_rank(@n)-th largest of @pos[0..@n) (reordered). @n > 0. */
+uint64_t flow_pack_pacer(uint64_t *pos, size_t n);
+
+/** The periodic tick, with the head at @vhead and @pacer the pacer's position among how far each
+ * receiver has read, in bytes (any value when the rule does not hold; count first): a holding
+ * pack that stopped moving is suspended. */
+void flow_pack_tick(struct flow *f, uint64_t pacer, uint64_t vhead);
 
 #endif

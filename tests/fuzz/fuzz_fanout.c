@@ -526,7 +526,7 @@ static void flush_clients(struct sim *m)
 /* loop_pack_tick (lifecycle.c's tick): a holding pack that did not move is suspended. */
 static void pack_tick(struct sim *m)
 {
-    uint64_t median = 0, reach[MAXC];
+    uint64_t pacer = 0, reach[MAXC];
     if (flow_pack_holds(&m->flow, m->log.vhead))
         count_pack(m);
     if (flow_pack_holds(&m->flow, m->log.vhead)) {
@@ -535,9 +535,9 @@ static void pack_tick(struct sim *m)
             if (live(&m->c[i]) && !m->c[i].out.finishing && !m->c[i].pack_exempt)
                 reach[n++] = m->c[i].out.vcursor;
         if (n)
-            median = flow_pack_median(reach, n);
+            pacer = flow_pack_pacer(reach, n);
     }
-    flow_pack_tick(&m->flow, median, m->log.vhead);
+    flow_pack_tick(&m->flow, pacer, m->log.vhead);
 }
 
 static void client_free(struct sim *m, uint32_t slot)

@@ -1,8 +1,9 @@
 /*
- * The pack rule (flow.h, docs/PROTOCOL.md "Flow control"): publishers also wait while most
- * receivers (the median, the (n-1)/2-th most advanced of the n live clients, a pure publisher
- * counting at the head) are more than the pack window (max(--max-queue / 4, pace window)) behind
- * the head; a holding pack whose median reads less than 64 KiB in three 100 ms ticks is not
+ * The pack rule (flow.h, docs/PROTOCOL.md "Flow control"): publishers also wait while the pack's
+ * pacer (the receiver nine tenths of the way down from the most advanced of the n live clients,
+ * never the slowest of three or more; a pure publisher counts at the head) is more than the pack
+ * window (max(--max-queue / 4, pace window)) behind the head; a holding pack whose pacer reads
+ * less than 64 KiB in three 100 ms ticks is not
  * waited for until the head has moved on by twice --max-queue. Each case runs against the real
  * binary over loopback at --max-queue 4M (pack window 1 MiB), one publisher sending numbered
  * 1 KiB line frames as fast as the relay takes them:
@@ -20,7 +21,7 @@
  *   holds for about 300 ms, then is suspended), the stuck ones are cut as slow consumers,
  *   and the relay then relays a frame to a new subscriber.
  * - one_slow_reader_never_sets_pace: two fast subscribers and one honest reader at about 1 MB/s,
- *   8 MiB: the slow one is never the median beside two others, so the fast ones have everything
+ *   8 MiB: the slow one is never the pacer beside two others, so the fast ones have everything
  *   within FAST_BOUND_MS (a relay paced by the slow reader needs 6 s or more) and the slow one is
  *   cut.
  *

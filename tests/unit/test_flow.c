@@ -1,7 +1,8 @@
 /*
  * Flow control: the two most advanced receivers, stale leaders, and whether a publisher may append
  * (its own reach excluded, echo counting everyone, the window, appends longer than the window);
- * the pack rule (its median threshold, holds, the tick that suspends a stuck pack, the median).
+ * the pack rule (its pacer's rank and threshold, holds, the tick that suspends a stuck pack, the
+ * selection).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,23 +333,30 @@ static void test_flow_random_against_model(void **state)
 
 #define PACK 4000u
 
-/* The median is within the window iff (n-1)/2 + 1 receivers are: with two or more others, one
- * client is never the one that decides. */
-static void test_flow_pack_count_median_threshold(void **state)
+/* The pacer is nine tenths of the way down and never the slowest of three or more: the pack is
+ * within the window iff rank + 1 receivers are. */
+static void test_flow_pack_count_pacer_threshold(void **state)
 {
     (void)state;
+    static const struct {
+        uint32_t n, rank;
+    } ranks[] = {{1, 0}, {2, 0}, {3, 1}, {4, 2}, {5, 3}, {11, 9}, {21, 18}, {101, 90}, {1001, 900}};
     struct flow f;
     flow_init(&f, PACE, PACK);
-    static const struct {
-        uint32_t n, need;
-    } cases[] = {{1, 1}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {21, 11}, {100, 50}, {101, 51}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        flow_pack_count(&f, cases[i].need, cases[i].n);
+    for (size_t i = 0; i < sizeof(ranks) / sizeof(ranks[0]); i++) {
+        uint32_t n = ranks[i].n, need = ranks[i].rank + 1;
+        assert_int_equal(flow_pack_rank(n), ranks[i].rank);
+        flow_pack_count(&f, need, n);
         if (flow_pack_holds(&f, 10 * PACK))
-            fail_msg("%u of %u within: the pack should not hold", cases[i].need, cases[i].n);
-        flow_pack_count(&f, cases[i].need - 1, cases[i].n);
+            fail_msg("%u of %u within: the pack should not hold", need, n);
+        flow_pack_count(&f, need - 1, n);
         if (!flow_pack_holds(&f, 10 * PACK))
-            fail_msg("%u of %u within: the pack should hold", cases[i].need - 1, cases[i].n);
+            fail_msg("%u of %u within: the pack should hold", need - 1, n);
+    }
+    /* One receiver behind among three or more never holds; it takes a tenth of them. */
+    for (uint32_t n = 3; n < 200; n++) {
+        flow_pack_count(&f, n - 1, n);
+        assert_false(flow_pack_holds(&f, 10 * PACK));
     }
     flow_pack_count(&f, 0, 0); /* no receiver: frames are consumed, never waited on */
     assert_false(flow_pack_holds(&f, 10 * PACK));
@@ -384,35 +392,35 @@ static void test_flow_pack_tick_suspends_stuck_pack(void **state)
     (void)state;
     struct flow f;
     flow_init(&f, PACE, PACK);
-    uint64_t vhead = 100000, median = 50000;
+    uint64_t vhead = 100000, pacer = 50000;
     flow_pack_count(&f, 0, 5);
-    flow_pack_tick(&f, median, vhead); /* first tick that sees it hold: a mark */
+    flow_pack_tick(&f, pacer, vhead); /* first tick that sees it hold: a mark */
     /* A reader behind a full socket moves in steps: still for a few ticks, then a step. */
     for (int step = 0; step < 5; step++) {
         for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
-            flow_pack_tick(&f, median + FLOW_PACK_MIN_PROGRESS - 1, vhead);
+            flow_pack_tick(&f, pacer + FLOW_PACK_MIN_PROGRESS - 1, vhead);
         assert_true(flow_pack_holds(&f, vhead));
-        median += FLOW_PACK_MIN_PROGRESS;
-        flow_pack_tick(&f, median, vhead);
+        pacer += FLOW_PACK_MIN_PROGRESS;
+        flow_pack_tick(&f, pacer, vhead);
         assert_true(flow_pack_holds(&f, vhead));
     }
     /* Then it stops: suspended at the STALL_TICKS-th still tick, not before. */
     for (unsigned t = 0; t + 1 < FLOW_PACK_STALL_TICKS; t++)
-        flow_pack_tick(&f, median, vhead);
+        flow_pack_tick(&f, pacer, vhead);
     assert_true(flow_pack_holds(&f, vhead));
-    flow_pack_tick(&f, median, vhead);
+    flow_pack_tick(&f, pacer, vhead);
     assert_false(flow_pack_holds(&f, vhead));
     assert_true(flow_may_append(&f, FLOW_NONE, vhead, PACE));
     /* Suspended while the head moves on, whatever the counts say... */
     flow_pack_count(&f, 0, 5);
     assert_false(flow_pack_holds(&f, vhead + 8 * PACK - 1));
-    flow_pack_tick(&f, median, vhead + 8 * PACK - 1);
+    flow_pack_tick(&f, pacer, vhead + 8 * PACK - 1);
     assert_false(flow_pack_holds(&f, vhead + 8 * PACK - 1));
     /* ... and back once it has. */
     assert_true(flow_pack_holds(&f, vhead + 8 * PACK));
 }
 
-/* A tick that finds the pack not holding ends the window; a median that went back (its
+/* A tick that finds the pack not holding ends the window; a pacer that went back (its
  * receivers left) is measured from, without restarting the window. */
 static void test_flow_pack_tick_window(void **state)
 {
@@ -447,8 +455,8 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The median is the (n-1)/2-th largest, for any mix of distinct and equal reaches. */
-static void test_flow_pack_median_matches_sort(void **state)
+/* The pacer is the rank-th largest, for any mix of distinct and equal positions. */
+static void test_flow_pack_pacer_matches_sort(void **state)
 {
     (void)state;
     rng_state = 0x9e3779b97f4a7c15ull;
@@ -459,13 +467,13 @@ static void test_flow_pack_median_matches_sort(void **state)
         for (size_t i = 0; i < n; i++)
             v[i] = sorted[i] = rnd() % spread;
         qsort(sorted, n, sizeof(sorted[0]), cmp_desc);
-        uint64_t got = flow_pack_median(v, n);
-        if (got != sorted[(n - 1) / 2])
-            fail_msg("round %d: median of %zu is %llu, want %llu", round, n,
-                     (unsigned long long)got, (unsigned long long)sorted[(n - 1) / 2]);
+        uint64_t got = flow_pack_pacer(v, n);
+        if (got != sorted[flow_pack_rank(n)])
+            fail_msg("round %d: pacer of %zu is %llu, want %llu", round, n, (unsigned long long)got,
+                     (unsigned long long)sorted[flow_pack_rank(n)]);
     }
     uint64_t one = 42;
-    assert_int_equal(flow_pack_median(&one, 1), 42);
+    assert_int_equal(flow_pack_pacer(&one, 1), 42);
 }
 
 int main(void)
@@ -484,11 +492,11 @@ int main(void)
         cmocka_unit_test(test_flow_long_append_needs_caught_up_leader),
         cmocka_unit_test(test_flow_zero_pace),
         cmocka_unit_test(test_flow_random_against_model),
-        cmocka_unit_test(test_flow_pack_count_median_threshold),
+        cmocka_unit_test(test_flow_pack_count_pacer_threshold),
         cmocka_unit_test(test_flow_pack_holds_appends),
         cmocka_unit_test(test_flow_pack_tick_suspends_stuck_pack),
         cmocka_unit_test(test_flow_pack_tick_window),
-        cmocka_unit_test(test_flow_pack_median_matches_sort),
+        cmocka_unit_test(test_flow_pack_pacer_matches_sort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -559,7 +559,7 @@ static void flush_clients(struct sim *m)
 /* loop_pack_tick (lifecycle.c's tick): a holding pack that did not move is suspended. */
 static void pack_tick(struct sim *m)
 {
-    uint64_t median = 0;
+    uint64_t pacer = 0;
     if (flow_pack_holds(&m->flow, m->log.vhead))
         count_pack(m);
     bool held = flow_pack_holds(&m->flow, m->log.vhead);
@@ -569,9 +569,9 @@ static void pack_tick(struct sim *m)
             if (live(&m->c[i]) && !m->c[i].out.finishing && !m->c[i].pack_exempt)
                 m->pack_scratch[n++] = m->c[i].out.vcursor;
         if (n)
-            median = flow_pack_median(m->pack_scratch, n);
+            pacer = flow_pack_pacer(m->pack_scratch, n);
     }
-    flow_pack_tick(&m->flow, median, m->log.vhead);
+    flow_pack_tick(&m->flow, pacer, m->log.vhead);
     m->pack_suspends += held && !flow_pack_holds(&m->flow, m->log.vhead);
 }
 
