@@ -1,6 +1,6 @@
 /*
- * New connections: multishot accept, --max-clients, --max-clients-per-ip, and descriptor
- * exhaustion (EMFILE).
+ * New connections: one multishot accept per listener (listen.c), --max-clients and
+ * --max-clients-per-ip across all of them, and descriptor exhaustion (EMFILE).
  */
 #include "loop_int.h"
 
@@ -24,16 +24,55 @@ rlim_t accept_fd_limit_now(void)
     return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0;
 }
 
+/* An accept's user_data names its listener in the slot field (no generation: listeners are not
+ * reused). */
+static uint64_t accept_ud(uint32_t index)
+{
+    return ud_pack(OP_ACCEPT, 0, index);
+}
+
 void accept_arm(struct loop *l)
 {
     /* The kernel reads RLIMIT_NOFILE when an accept is prepared: remember which one it got. */
-    l->accept_fd_limit = accept_fd_limit_now();
-    struct io_uring_sqe *sqe = loop_sqe(l, OP_ACCEPT, NULL);
-    if (l->feat.multishot_accept)
-        io_uring_prep_multishot_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    else
-        io_uring_prep_accept(sqe, l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    l->accept_armed = true;
+    rlim_t fd_limit = accept_fd_limit_now();
+    l->accept_idle = false;
+    for (uint32_t i = 0; i < l->nlisteners; i++) {
+        struct listener *ls = &l->listeners[i];
+        if (ls->armed || ls->fd < 0)
+            continue;
+        ls->fd_limit = fd_limit;
+        struct io_uring_sqe *sqe = ring_get_sqe(&l->ring);
+        io_uring_sqe_set_data64(sqe, accept_ud(i));
+        if (l->feat.multishot_accept)
+            io_uring_prep_multishot_accept(sqe, ls->fd, NULL, NULL, SOCK_CLOEXEC);
+        else
+            io_uring_prep_accept(sqe, ls->fd, NULL, NULL, SOCK_CLOEXEC);
+        ls->armed = true;
+    }
+}
+
+static void cancel_one(struct loop *l, uint32_t index)
+{
+    struct io_uring_sqe *sqe = loop_sqe(l, OP_IGNORE, NULL);
+    io_uring_prep_cancel64(sqe, accept_ud(index), 0);
+}
+
+void accept_cancel(struct loop *l)
+{
+    for (uint32_t i = 0; i < l->nlisteners; i++)
+        if (l->listeners[i].armed)
+            cancel_one(l, i);
+}
+
+void accept_fd_limit_changed(struct loop *l, rlim_t fd_limit)
+{
+    for (uint32_t i = 0; i < l->nlisteners; i++) {
+        struct listener *ls = &l->listeners[i];
+        if (ls->armed && ls->fd_limit != fd_limit) {
+            ls->fd_limit = fd_limit; /* cancelled once; armed again after the batch */
+            cancel_one(l, i);
+        }
+    }
 }
 
 int accept_setup(struct loop *l, char *err, size_t errlen)
@@ -127,7 +166,7 @@ static void accept_peer(int fd, union netaddr *peer)
         peer->sa.sa_family = AF_UNSPEC; /* reset already: unknown, and not counted */
 }
 
-static void new_conn(struct loop *l, int fd)
+static void new_conn(struct loop *l, uint32_t index, int fd)
 {
     if (l->draining) {
         close(fd);
@@ -151,6 +190,11 @@ static void new_conn(struct loop *l, int fd)
         return;
     }
     c->peer = peer;
+    /* Its listener's role, for good: the engine enforces it from here on (loop_conn_open). */
+    struct listener *ls = &l->listeners[index];
+    c->listener = (uint8_t)index;
+    c->role = ls->role & 3u;
+    ls->accepted++;
     /* Cannot fail (see accept_setup); if it did, the connection would just go uncounted. */
     c->peer_counted = count && peercount_add(&l->peers, &key) > 0;
     int one = 1;
@@ -168,27 +212,32 @@ static void new_conn(struct loop *l, int fd)
     loop_conn_open(l, c);
 }
 
-/* Out of descriptors: shed the waiting connection with the spare fd, then pause accepting. */
-static void accept_emfile(struct loop *l, int err)
+/*
+ * Out of descriptors: shed the connections waiting on the listener that said so with the spare
+ * fd, then pause accepting on it. The pause (accept_resume_ns) holds for every listener whose
+ * accept ends meanwhile: each that meets the limit sheds its own waiting connections the same way.
+ */
+static void accept_emfile(struct loop *l, uint32_t index, int err)
 {
+    struct listener *ls = &l->listeners[index];
     /* The kernel checked the limit the accept was armed with: if it has been raised since,
      * this error is stale and the connection waiting is welcome. Just arm again. */
-    if (err == -EMFILE && accept_fd_limit_now() > l->accept_fd_limit)
+    if (err == -EMFILE && accept_fd_limit_now() > ls->fd_limit)
         return;
-    if (l->spare_fd >= 0) {
+    if (l->spare_fd >= 0 && ls->fd >= 0) {
         close(l->spare_fd);
         l->spare_fd = -1;
-        int fl = fcntl(l->listen_fd, F_GETFL);
-        fcntl(l->listen_fd, F_SETFL, fl | O_NONBLOCK);
+        int fl = fcntl(ls->fd, F_GETFL);
+        fcntl(ls->fd, F_SETFL, fl | O_NONBLOCK);
         /* Shed what waits now (bounded), so those peers hear a close instead of hanging. */
         for (int i = 0; i < 64; i++) {
-            int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd < 0)
                 break;
             close(fd);
             l->stats.rejected_emfile++;
         }
-        fcntl(l->listen_fd, F_SETFL, fl);
+        fcntl(ls->fd, F_SETFL, fl);
         l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     if (l->now_ns - l->last_reject_log_ns >= NSEC) {
@@ -196,17 +245,24 @@ static void accept_emfile(struct loop *l, int err)
         l->last_reject_log_ns = l->now_ns;
     }
     l->accept_resume_ns = l->now_ns + ACCEPT_BACKOFF_NS;
-    if (l->accept_armed)
-        loop_cancel(l, OP_ACCEPT, NULL);
+    if (ls->armed)
+        cancel_one(l, index);
 }
 
-void accept_on_cqe(struct loop *l, int res, unsigned flags)
+void accept_on_cqe(struct loop *l, uint32_t index, int res, unsigned flags)
 {
-    if (!(flags & IORING_CQE_F_MORE))
-        l->accept_armed = false;
+    if (unlikely(index >= l->nlisteners)) { /* cannot happen: only accept_arm makes these */
+        if (res >= 0)
+            close(res);
+        return;
+    }
+    if (!(flags & IORING_CQE_F_MORE)) {
+        l->listeners[index].armed = false;
+        l->accept_idle = true;
+    }
     if (likely(res >= 0))
-        new_conn(l, res);
+        new_conn(l, index, res);
     else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
-        accept_emfile(l, res);
+        accept_emfile(l, index, res);
     /* Other errors (ECONNABORTED, ECANCELED...) concern one connection: accepting goes on. */
 }

@@ -39,7 +39,9 @@ struct conn {
     bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
     bool pack_exempt : 1;      /* dropped by the slow policy: not in the pack until it catches up */
     bool peer_counted : 1;     /* counted for --max-clients-per-ip under peer (accept.c) */
+    uint8_t role : 2;          /* enum listen_role, its listener's: set once, at accept */
     struct recvctl rx;         /* the multishot recv */
+    uint8_t listener;          /* index in the loop's listeners (0: the default one) */
     uint32_t active_idx;       /* position in the table's dense active array */
     uint32_t next_paused;      /* paused FIFO link */
     uint32_t next_doomed;      /* doomed list link */

@@ -24,6 +24,16 @@ void fanout_join(const struct fanout *fo, struct fanout_client *fc, uint32_t sel
     fc->seq = fo->log->frames;
 }
 
+/*
+ * A muted client is out of every walk over the log: not by moving its cursor to the head after
+ * each append (an append inside a batch could still find it behind, and every reader of the
+ * cursor would have to know), but by each function below answering "nothing" for it.
+ */
+void fanout_mute(struct fanout_client *fc)
+{
+    fc->muted = true;
+}
+
 void fanout_published(const struct fanout *fo, struct fanout_client *fc, uint64_t at, size_t len)
 {
     fc->own_end = at + len;
@@ -65,7 +75,7 @@ bool fanout_plan(const struct fanout *fo, struct fanout_client *fc, uint32_t sel
 {
     const struct bcast *log = fo->log;
     *zc = false;
-    if (fc->inflight)
+    if (fc->inflight || fc->muted)
         return false;
     fc->self = self; /* took_from_log steps over the same records */
     if (fc->resid) {
@@ -241,7 +251,7 @@ void fanout_zc_notified(struct fanout_client *fc)
 uint64_t fanout_pin(const struct fanout *fo, const struct fanout_client *fc, bool open)
 {
     uint64_t pin = fo->log->head;
-    if (open)
+    if (open && !fc->muted)
         pin = fc->cursor;
     else if (fc->inflight && !fc->inflight_resid)
         pin = fc->inflight_start;
@@ -252,11 +262,15 @@ uint64_t fanout_pin(const struct fanout *fo, const struct fanout_client *fc, boo
 
 uint64_t fanout_charge(const struct fanout *fo, const struct fanout_client *fc)
 {
+    if (fc->muted)
+        return 0;
     return fo->log->vhead - fc->vcursor + (fc->resid_len - fc->resid_off);
 }
 
 uint64_t fanout_pinned(const struct fanout *fo, const struct fanout_client *fc)
 {
+    if (fc->muted)
+        return 0;
     uint64_t pin = fanout_pin(fo, fc, true);
     uint64_t vpin = pin == fc->cursor ? fc->vcursor : bcast_units_at(fo->log, pin);
     return fo->log->vhead - vpin + (fc->resid_len - fc->resid_off);
@@ -264,6 +278,8 @@ uint64_t fanout_pinned(const struct fanout *fo, const struct fanout_client *fc)
 
 uint64_t fanout_owed(const struct fanout *fo, const struct fanout_client *fc)
 {
+    if (fc->muted)
+        return 0;
     return fo->log->head - fc->cursor - fc->own_ahead + (fc->resid_len - fc->resid_off);
 }
 
@@ -332,6 +348,8 @@ static enum fanout_verdict drop_backlog(const struct fanout *fo, struct fanout_c
 
 enum fanout_verdict fanout_judge(const struct fanout *fo, struct fanout_client *fc, uint32_t self)
 {
+    if (fc->muted) /* nothing was ever owed to it: a finishing one is done at once */
+        return fc->finishing ? FANOUT_FINISHED : FANOUT_OK;
     if (fc->finishing) {
         if (fc->inflight)
             return FANOUT_OK;
@@ -363,8 +381,10 @@ bool fanout_release(const struct fanout *fo, struct fanout_client *fc)
 {
     if (fc->inflight)
         return false;
-    /* Its cursor still pins the log: what it took whole before leaving was delivered. */
-    count_whole_frames_taken(fo, fc);
+    /* Its cursor still pins the log: what it took whole before leaving was delivered. (A muted
+     * client's cursor pins nothing: the log there may be gone, and it took nothing.) */
+    if (!fc->muted)
+        count_whole_frames_taken(fo, fc);
     resid_free(fo, fc);
     return true;
 }

@@ -49,11 +49,8 @@ static void start_drain(struct loop *l)
     if (l->httpd_on)
         httpd_set_healthy(&l->httpd, false);
     l->drain_deadline_ns = l->now_ns + (uint64_t)(l->o->drain_timeout * NSEC);
-    if (l->accept_armed)
-        loop_cancel(l, OP_ACCEPT, NULL);
-    /* The pending accept keeps the socket alive until its cancellation; the fd can go now. */
-    close(l->listen_fd);
-    l->listen_fd = -1;
+    /* Pending accepts keep their sockets alive until cancelled; the fds can go now. */
+    listen_close_all(l);
     say_event("Shutting down: flushing %u client(s).", l->nopen);
     for (uint32_t i = l->conns.nactive; i-- > 0;) {
         struct conn *c = &l->conns.slots[l->conns.active[i]];
@@ -165,10 +162,7 @@ void lifecycle_on_tick(struct loop *l)
         say_warn("descriptor limit changed to %llu", (unsigned long long)fd_limit);
         l->fd_limit_seen = fd_limit;
     }
-    if (l->accept_armed && fd_limit != l->accept_fd_limit) {
-        l->accept_fd_limit = fd_limit;
-        loop_cancel(l, OP_ACCEPT, NULL);
-    }
+    accept_fd_limit_changed(l, fd_limit);
     if (l->draining && l->now_ns >= l->drain_deadline_ns && !l->hard_deadline_ns)
         stop_now(l);
     if (l->hard_deadline_ns && l->now_ns >= l->hard_deadline_ns)

@@ -1,7 +1,7 @@
 /*
  * The server loop: the data path as one walk. Every step is a completion of one ring:
  *
- *   listen socket --multishot accept--> conn table                        (accept.c)
+ *   listen sockets --multishot accept each--> conn table         (listen.c, accept.c)
  *   client socket --multishot recv, provided buffers--> ingest --append once--> broadcast log
  *   broadcast log --fanout: one MSG_DONTWAIT send in flight per client, all it has pending-->
  *   client sockets; a short send waits for POLLOUT.
@@ -188,6 +188,10 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
             loop_doom(l, c, DISC_RESET);
         return;
     }
+    if (unlikely(!listen_admit(l, c))) { /* its listener's role (and later AUTH) first */
+        ring_bufs_recycle(&l->bufs, bid);
+        return;
+    }
     const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
     size_t used = 0;
     enum ingest_result r;
@@ -249,9 +253,10 @@ static void paused_remove(struct loop *l, struct conn *c)
     c->paused = false;
 }
 
-/* The log is full: release everything behind the oldest byte some connection still pins.
- * O(clients); runs only when the log is full, which the quota makes rare. */
-static bool make_room(void *ctx, size_t len)
+/* The log is full: release everything behind the oldest byte some connection still pins (a
+ * pub-only client pins none: fanout_mute). O(clients); runs only when the log is full, which the
+ * quota makes rare. */
+bool loop_make_room(void *ctx, size_t len)
 {
     struct loop *l = ctx;
     uint64_t keep = l->log.head;
@@ -292,7 +297,7 @@ static void log_frames(void *ctx, uint32_t origin, const uint8_t *p, size_t len)
 }
 
 /* Every append moves the head: the clients need their sends after the batch. */
-static void on_frames(void *ctx, uint32_t origin, const uint8_t *p, size_t len)
+void loop_on_frames(void *ctx, uint32_t origin, const uint8_t *p, size_t len)
 {
     struct loop *l = ctx;
     l->head_moved = true;
@@ -418,7 +423,10 @@ void loop_conn_open(struct loop *l, struct conn *c)
     /* The kernel copies on loopback whatever we ask: `auto` never tries zero-copy there, so a
      * local reader that stops cannot pin log pages (see fanout_judge). */
     c->out.zc_copied = netaddr_is_loopback(&c->peer);
-    flow_advance(&l->flow, c->slot, c->out.vcursor);
+    if (c->role == ROLE_PUB) /* never a receiver: no sends, no quota, no flow, no pin */
+        fanout_mute(&c->out);
+    else
+        flow_advance(&l->flow, c->slot, c->out.vcursor);
     l->nopen++;
     recv_act(l, c, recvctl_want(&c->rx, true));
 }
@@ -475,7 +483,7 @@ static void handle_cqe(struct loop *l, const struct io_uring_cqe *cqe)
     case OP_IGNORE:
         return;
     case OP_ACCEPT:
-        accept_on_cqe(l, cqe->res, cqe->flags);
+        accept_on_cqe(l, ud_slot(u), cqe->res, cqe->flags);
         return;
     case OP_SIGNAL:
         lifecycle_on_signal(l, cqe->res);
@@ -507,7 +515,7 @@ static void rebuild_flow(struct loop *l)
     flow_reset(&l->flow);
     for (uint32_t i = 0; i < l->conns.nactive; i++) {
         const struct conn *c = conn_at(l, l->conns.active[i]);
-        if (conn_live(c) && !c->out.finishing)
+        if (conn_live(c) && !c->out.finishing && fanout_receives(&c->out))
             flow_advance(&l->flow, c->slot, c->out.vcursor);
     }
 }
@@ -534,7 +542,7 @@ static void after_batch(struct loop *l)
     if (unlikely(flow_stale(&l->flow))) /* a leader went with the verdicts */
         rebuild_flow(l);
     ring_bufs_publish(&l->bufs);
-    if (unlikely(!l->accept_armed && !l->draining && l->now_ns >= l->accept_resume_ns))
+    if (unlikely(l->accept_idle && !l->draining && l->now_ns >= l->accept_resume_ns))
         accept_arm(l);
     if (unlikely(l->draining && l->conns.nactive == 0))
         l->done = true;
@@ -566,55 +574,4 @@ int loop_run(struct loop *l)
         after_batch(l);
     }
     return 0;
-}
-
-/* ===== set-up of the pure modules ===== */
-
-/*
- * How far past the pace window the receive buffer that finds a publisher over it may go into
- * the log (the next ones wait aside): one buffer, never so far that the leading reader would be
- * past its quota. Kept small: every reader behind the leader is that much further behind.
- */
-static uint64_t race_slack_for(uint64_t quota, uint64_t pace)
-{
-    uint64_t buffer = RECV_BUF_SIZE + 2 * BCAST_REC_UNITS;
-    uint64_t room = quota > pace ? quota - pace : 0;
-    return buffer < room ? buffer : room;
-}
-
-void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace)
-{
-    const struct opts *o = l->o;
-    /* The pack window: a quarter of the quota, so that readers below the median have three
-     * quarters of it to spread over; never tighter than the pace window. */
-    uint64_t pack = quota / 4 > pace ? quota / 4 : pace;
-    if (ring_feature_disabled("pack_rule")) /* RINGCAST_DISABLE=pack_rule: for comparisons */
-        pack = 0;
-    flow_init(&l->flow, pace, pack);
-    l->fanout = (struct fanout){
-        .log = &l->log,
-        .framing = o->framing,
-        .echo = o->echo,
-        .policy = o->slow_policy,
-        .quota = quota,
-        .keep_on_drop = o->max_queue / 2,
-        .stats = &l->stats,
-        .held_bytes = &l->held_bytes,
-    };
-    l->ingest = (struct ingest){
-        .log = &l->log,
-        .flow = &l->flow,
-        .fanout = &l->fanout,
-        .framing = o->framing,
-        .echo = o->echo,
-        .max_frame = o->max_frame,
-        .pace = pace,
-        .race_slack = race_slack_for(quota, pace),
-        .stats = &l->stats,
-        .held_bytes = &l->held_bytes,
-        .stash_bytes = &l->stash_bytes,
-        .make_room = make_room,
-        .on_frames = on_frames,
-        .ctx = l,
-    };
 }

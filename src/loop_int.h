@@ -1,9 +1,9 @@
 /*
  * The server loop's private state, shared by the files of the loop family: loop.c (the data
  * path: completions, receiving, verdicts), loop_send.c (sending), accept.c (new connections,
- * descriptor exhaustion), lifecycle.c (signals, the tick, the drain) and loop_setup.c (creation and
- * teardown). Only these files prepare SQEs; the pure modules (ingest, fanout, flow, bcast) decide,
- * the loop acts.
+ * descriptor exhaustion), listen.c (the listeners and their roles), lifecycle.c (signals, the
+ * tick, the drain) and loop_setup.c (creation and teardown). Only these files prepare SQEs; the
+ * pure modules (ingest, fanout, flow, bcast) decide, the loop acts.
  */
 #ifndef RINGCAST_LOOP_INT_H
 #define RINGCAST_LOOP_INT_H
@@ -23,6 +23,7 @@
 #include "ringcast/fanout.h"
 #include "ringcast/flow.h"
 #include "ringcast/ingest.h"
+#include "ringcast/metrics.h"
 #include "ringcast/opts.h"
 #include "ringcast/peercount.h"
 #include "ringcast/ring.h"
@@ -40,8 +41,11 @@
 #define RECV_BGID 1
 #define SQ_ENTRIES 4096u
 #define CQ_ENTRIES 65536u
-/* Descriptors besides clients: listener, ring, signalfd, spare, stdio and some slack. */
+/* Descriptors besides clients: the default listener, ring, signalfd, spare, stdio, metrics and
+ * some slack (each --listen adds one more: fit_descriptor_limit). */
 #define FD_RESERVE 32u
+/* Relay listeners: the default one (index 0) and --listen's. */
+#define LISTENERS_MAX (1u + OPTS_LISTEN_MAX)
 /* Paused publishers retried per batch at most: bounds the work one batch does for them. */
 #define RESUME_PER_BATCH 256u
 
@@ -51,6 +55,22 @@
 struct loop_msg {
     struct msghdr hdr;
     struct iovec iov[FANOUT_IOV_MAX];
+};
+
+/*
+ * A relay listener (listen.c opens, names and closes them; accept.c accepts on them). Index 0 is
+ * the default one: --address/--port, or the socket systemd passed; the others come from --listen
+ * and are always bound here. Each has its own multishot accept, whose user_data carries the index.
+ */
+struct listener {
+    int fd;                    /* -1 once closed (the drain) */
+    uint8_t role;              /* enum listen_role: what its clients may do */
+    bool noauth;               /* --listen ...,noauth: kept for authentication (later) */
+    bool armed;                /* its accept is outstanding */
+    rlim_t fd_limit;           /* RLIMIT_NOFILE when its accept was armed */
+    uint64_t accepted;         /* connections registered through it */
+    char name[NETADDR_STRLEN]; /* the address it listens on, as logs and metrics show it */
+    const char *flags;         /* for its start line (--listen's; NULL for the default) */
 };
 
 /* A singly linked list of slots through one of struct conn's next_* fields. */
@@ -77,15 +97,15 @@ struct loop {
     struct loop_msg msg_pool[LOOP_MSG_POOL];
     unsigned msg_used;
 
-    int listen_fd;
+    struct listener listeners[LISTENERS_MAX];
+    uint32_t nlisteners;
     int signal_fd;
-    int spare_fd; /* released on EMFILE to shed one connection cleanly (libuv's trick) */
-    bool accept_armed;
-    rlim_t accept_fd_limit; /* RLIMIT_NOFILE when the accept was armed */
-    rlim_t fd_limit_seen;   /* to report a change once */
+    int spare_fd;         /* released on EMFILE to shed one connection cleanly (libuv's trick) */
+    bool accept_idle;     /* some open listener has no accept armed: arm after the batch */
+    rlim_t fd_limit_seen; /* to report a change once */
     uint64_t accept_resume_ns;
 
-    uint64_t *pack_scratch;  /* one per client slot: the pack rule's median (loop_pack_tick) */
+    uint64_t *pack_scratch;  /* one per client slot: the pack rule's pacer (loop_pack_tick) */
     struct slot_list paused; /* publishers waiting for flow control, oldest first */
     struct slot_list doomed; /* verdicts to apply at the end of the batch */
     struct slot_list rearm;  /* recvs to arm at the end of the batch */
@@ -135,6 +155,10 @@ static inline bool conn_live(const struct conn *c)
 }
 /* Free @c's slot (after the batch) once the kernel holds nothing of it any more. */
 void loop_maybe_finish_close(struct loop *l, struct conn *c);
+/* ingest's callbacks (@ctx is the loop; loop_setup.c wires them): the log is full, make room for
+ * @len bytes (true if they fit now); frames were appended. */
+bool loop_make_room(void *ctx, size_t len);
+void loop_on_frames(void *ctx, uint32_t origin, const uint8_t *p, size_t len);
 
 /* ---- loop_send.c ---- */
 /* Give @c its send if it has anything pending (or finish its drain). */
@@ -151,18 +175,51 @@ void loop_on_send(struct loop *l, struct conn *c, int res);
 void loop_stop_reading(struct loop *l, struct conn *c);
 /* Apply the verdicts of the batch, then free the slots whose last completion came. */
 void loop_apply_verdicts(struct loop *l);
-/* Point the pure modules at the loop's log, flow and counters (loop_setup.c calls it). */
-void loop_wire_modules(struct loop *l, uint64_t quota, uint64_t pace);
 
 /* ---- accept.c ---- */
+/* Arm the accept of every open listener that has none outstanding. */
 void accept_arm(struct loop *l);
-void accept_on_cqe(struct loop *l, int res, unsigned flags);
+/* A completion of listener @index's accept. */
+void accept_on_cqe(struct loop *l, uint32_t index, int res, unsigned flags);
+/* Cancel every armed accept (they are armed again after the batch, unless draining). */
+void accept_cancel(struct loop *l);
+/* RLIMIT_NOFILE is @fd_limit now: accepts armed with another one are armed again (lifecycle.c). */
+void accept_fd_limit_changed(struct loop *l, rlim_t fd_limit);
 void accept_log_rejects(struct loop *l, bool force);
 /* --max-clients-per-ip: its table, when the option is on. 0, or -errno with @err set. */
 int accept_setup(struct loop *l, char *err, size_t errlen);
 /* @c's slot is being freed (loop.c, the one place): it stops counting against its address. */
 void accept_forget(struct loop *l, struct conn *c);
 rlim_t accept_fd_limit_now(void);
+
+/* ---- listen.c ---- */
+/* Open the listeners: @passed_fd (systemd's, or -1: bind --address/--port) as the default one,
+ * then --listen's. 0, or -errno with @err set; what was opened is closed by loop_destroy. */
+int listen_open_all(struct loop *l, int passed_fd, char *err, size_t errlen);
+/* The start lines: "Server started at: ..." for the default one, "Listening at: ..." for others. */
+void listen_say_started(const struct loop *l);
+/* Stop listening (the drain): cancel the accepts and close every listener. */
+void listen_close_all(struct loop *l);
+/* Bind and listen on @addr; the metrics endpoint's listener too. 0, or -errno with @err set. */
+int listen_socket(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out, char *err,
+                  size_t errlen);
+/* @c did what its listener does not allow: count it, and close it after the batch. */
+void listen_violation(struct loop *l, struct conn *c, enum violation v);
+/* Fill @out (LISTENERS_MAX entries) for /metrics; returns how many. */
+size_t listen_metrics(const struct loop *l, struct metrics_listener *out);
+
+/*
+ * Whether the bytes @c sent may be ingested: its listener's role says. The seam for
+ * authentication (a later task: --auth-file, AUTH frames): on a listener without noauth, a client's
+ * first frame will go to the AUTH check here, before the role applies to what follows.
+ */
+static inline bool listen_admit(struct loop *l, struct conn *c)
+{
+    if (likely(c->role != ROLE_SUB))
+        return true;
+    listen_violation(l, c, VIOL_SUB_SENT); /* a sub-only client only receives */
+    return false;
+}
 
 /* ---- lifecycle.c ---- */
 void lifecycle_arm(struct loop *l);

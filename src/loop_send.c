@@ -141,10 +141,10 @@ void loop_try_send(struct loop *l, struct conn *c)
  * not behind, and the log holds a batch on top of every quota.
  */
 /* One client in the pack rule's count: receivers that the slow policy dropped are left out until
- * they are within the pack window again. */
+ * they are within the pack window again, and pub-only clients (no receivers) always. */
 static void count_for_pack(struct conn *c, uint64_t floor, uint32_t *receivers, uint32_t *within)
 {
-    if (!conn_live(c) || c->out.finishing)
+    if (!conn_live(c) || c->out.finishing || !fanout_receives(&c->out)) /* pub-only: none */
         return;
     bool in = c->out.vcursor >= floor;
     if (c->pack_exempt && !in)
@@ -194,7 +194,7 @@ void loop_pack_tick(struct loop *l)
         size_t n = 0;
         for (uint32_t i = 0; i < l->conns.nactive; i++) {
             const struct conn *c = conn_at(l, l->conns.active[i]);
-            if (!conn_live(c) || c->out.finishing || c->pack_exempt)
+            if (!conn_live(c) || c->out.finishing || c->pack_exempt || !fanout_receives(&c->out))
                 continue;
             uint64_t read = c->out.cursor, queued = c->poll_armed ? net_outq(c->fd) : 0;
             l->pack_scratch[n++] = queued < read ? read - queued : 0;

@@ -1,4 +1,5 @@
-/* Creating and destroying a loop: the ring, the buffers, the log, the listeners; /metrics. */
+/* Creating and destroying a loop: the ring, the buffers, the log, the pure modules, the listeners
+ * (listen.c opens the relay's); /metrics. */
 #include "loop_int.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
 {
     struct loop *l = ctx;
     uint64_t pending = 0, max_backlog = 0, waiting = 0;
+    struct metrics_listener listeners[LISTENERS_MAX];
     for (uint32_t i = 0; i < l->conns.nactive; i++) {
         const struct conn *c = &l->conns.slots[l->conns.active[i]];
         if (!conn_live(c))
@@ -43,81 +45,36 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
         .clients_waiting_writable = waiting,
         .partial_bytes = l->held_bytes,
         .log_capacity_bytes = l->log.cap,
+        .listeners = listeners,
     };
+    m.nlisteners = listen_metrics(l, listeners);
     return metrics_render(&m, out);
 }
 
-/* Keepalive timing is copied to accepted sockets: a vanished peer is found in about 2 min. */
-static void set_keepalive_timing(int fd)
-{
-    int idle = 60, intvl = 10, cnt = 6;
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
-static int listen_on(const union netaddr *addr, socklen_t alen, int backlog, int *fd_out, char *err,
-                     size_t errlen)
-{
-    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    int one = 1, zero = 0;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (addr->sa.sa_family == AF_INET6) /* "::" takes IPv4 too, whatever the sysctl says */
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (backlog <= 0) {
-        FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
-        if (!f || fscanf(f, "%d", &backlog) != 1 || backlog <= 0)
-            backlog = 4096;
-        if (f)
-            fclose(f);
-    }
-    if (bind(fd, &addr->sa, alen) < 0 || listen(fd, backlog) < 0) {
-        int e = errno;
-        char a[NETADDR_STRLEN];
-        snprintf(err, errlen, "cannot listen on %s: %s", netaddr_format(addr, a, sizeof(a)),
-                 strerror(e));
-        close(fd);
-        return -e;
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-/* The relay and metrics listeners: passed in by systemd, or bound here. */
-static int open_listeners(struct loop *l, int metrics_fd, union netaddr *bound, char *err,
-                          size_t errlen)
+/* The relay listeners (listen.c) and the metrics one: passed in by systemd, or bound here. */
+static int open_listeners(struct loop *l, int relay_fd, int metrics_fd, union netaddr *bound,
+                          char *err, size_t errlen)
 {
     const struct opts *o = l->o;
-    if (l->listen_fd < 0) {
-        union netaddr addr;
-        socklen_t alen;
-        if (netaddr_parse(o->address, o->port, &addr, &alen) < 0) {
-            snprintf(err, errlen, "invalid address '%s': expected an IPv4 or IPv6 literal",
-                     o->address);
-            return -EINVAL;
-        }
-        int ret = listen_on(&addr, alen, o->backlog, &l->listen_fd, err, errlen);
-        if (ret < 0)
-            return ret;
+    int ret = listen_open_all(l, relay_fd, err, errlen);
+    if (ret < 0) {
+        if (metrics_fd >= 0)
+            close(metrics_fd);
+        return ret;
     }
-    set_keepalive_timing(l->listen_fd);
     socklen_t blen = sizeof(*bound);
-    getsockname(l->listen_fd, &bound->sa, &blen);
+    getsockname(l->listeners[0].fd, &bound->sa, &blen);
 
     if (metrics_fd < 0 && o->metrics[0]) {
         union netaddr addr;
         socklen_t alen;
         netaddr_parse_hostport(o->metrics, &addr, &alen); /* validated by opts */
-        int ret = listen_on(&addr, alen, 64, &metrics_fd, err, errlen);
+        ret = listen_socket(&addr, alen, 64, &metrics_fd, err, errlen);
         if (ret < 0)
             return ret;
     }
     if (metrics_fd >= 0) {
-        int ret = httpd_init(&l->httpd, &l->ring, metrics_fd, render_metrics, l);
+        ret = httpd_init(&l->httpd, &l->ring, metrics_fd, render_metrics, l);
         if (ret < 0) {
             snprintf(err, errlen, "metrics: cannot set up receive buffers: %s", strerror(-ret));
             return ret;
@@ -127,15 +84,67 @@ static int open_listeners(struct loop *l, int metrics_fd, union netaddr *bound, 
     return 0;
 }
 
-/* The clients the descriptor limit leaves room for (process_setup raised it already). */
-static uint32_t fit_descriptor_limit(uint32_t want)
+/*
+ * How far past the pace window the receive buffer that finds a publisher over it may go into
+ * the log (the next ones wait aside): one buffer, never so far that the leading reader would be
+ * past its quota. Kept small: every reader behind the leader is that much further behind.
+ */
+static uint64_t race_slack_for(uint64_t quota, uint64_t pace)
+{
+    uint64_t buffer = RECV_BUF_SIZE + 2 * BCAST_REC_UNITS;
+    uint64_t room = quota > pace ? quota - pace : 0;
+    return buffer < room ? buffer : room;
+}
+
+/* Point the pure modules at the loop's log, flow and counters. */
+static void wire_modules(struct loop *l, uint64_t quota, uint64_t pace)
+{
+    const struct opts *o = l->o;
+    /* The pack window: a quarter of the quota, so that readers behind the pack's pacer have
+     * three quarters of it to spread over; never tighter than the pace window. */
+    uint64_t pack = quota / 4 > pace ? quota / 4 : pace;
+    if (ring_feature_disabled("pack_rule")) /* RINGCAST_DISABLE=pack_rule: for comparisons */
+        pack = 0;
+    flow_init(&l->flow, pace, pack);
+    l->fanout = (struct fanout){
+        .log = &l->log,
+        .framing = o->framing,
+        .echo = o->echo,
+        .policy = o->slow_policy,
+        .quota = quota,
+        .keep_on_drop = o->max_queue / 2,
+        .stats = &l->stats,
+        .held_bytes = &l->held_bytes,
+    };
+    l->ingest = (struct ingest){
+        .log = &l->log,
+        .flow = &l->flow,
+        .fanout = &l->fanout,
+        .framing = o->framing,
+        .echo = o->echo,
+        .max_frame = o->max_frame,
+        .pace = pace,
+        .race_slack = race_slack_for(quota, pace),
+        .stats = &l->stats,
+        .held_bytes = &l->held_bytes,
+        .stash_bytes = &l->stash_bytes,
+        .make_room = loop_make_room,
+        .on_frames = loop_on_frames,
+        .ctx = l,
+    };
+}
+
+/* The clients the descriptor limit leaves room for (process_setup raised it already), besides
+ * FD_RESERVE and one descriptor per extra listener (@extra). */
+static uint32_t fit_descriptor_limit(uint32_t want, unsigned extra)
 {
     struct rlimit rl;
+    rlim_t reserve = FD_RESERVE + extra;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return want;
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + FD_RESERVE)
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + reserve)
         return want;
-    uint32_t fit = rl.rlim_cur > FD_RESERVE + 1 ? (uint32_t)(rl.rlim_cur - FD_RESERVE) : 1;
+    uint32_t fit = rl.rlim_cur > reserve + 1 ? (uint32_t)(rl.rlim_cur - reserve) : 1;
     say_warn("--max-clients %u does not fit the descriptor limit (%llu): using %u", want,
              (unsigned long long)rl.rlim_cur, fit);
     return fit;
@@ -176,14 +185,16 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         return NULL;
     }
     l->o = o;
-    l->listen_fd = passed->relay;
+    for (uint32_t i = 0; i < LISTENERS_MAX; i++)
+        l->listeners[i].fd = -1;
+    l->listeners[0].fd = passed->relay; /* owned from now on, even on failure */
     l->signal_fd = l->spare_fd = -1;
     int metrics_fd = passed->metrics;
     l->paused.head = l->paused.tail = l->doomed.head = l->doomed.tail = CONN_NONE;
     l->rearm.head = l->rearm.tail = l->reap.head = l->reap.tail = CONN_NONE;
     l->tick_ts.tv_nsec = (long long)TICK_NS;
     uint64_t quota = quota_for(o);
-    loop_wire_modules(l, quota, o->pace_window);
+    wire_modules(l, quota, o->pace_window);
     l->now_ns = loop_clock_ns();
 
     int ret = ring_setup(&l->ring, SQ_ENTRIES, CQ_ENTRIES, &l->feat, err, errlen);
@@ -209,7 +220,7 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         goto err;
     }
 
-    uint32_t max_clients = fit_descriptor_limit(o->max_clients);
+    uint32_t max_clients = fit_descriptor_limit(o->max_clients, o->nlisten);
     l->fd_limit_seen = accept_fd_limit_now();
     if (conn_table_init(&l->conns, max_clients) < 0 ||
         !(l->pack_scratch = rc_calloc(max_clients, sizeof(*l->pack_scratch)))) {
@@ -233,12 +244,12 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
 
     l->start_ns = l->now_ns;
     ring_features_describe(&l->feat, l->features, sizeof(l->features));
-    ret = open_listeners(l, metrics_fd, bound, err, errlen);
+    ret = open_listeners(l, l->listeners[0].fd, metrics_fd, bound, err, errlen);
     metrics_fd = -1; /* the listeners own it now */
     if (ret < 0)
         goto err;
+    listen_say_started(l);
     char addr[NETADDR_STRLEN];
-    say_always("Server started at: %s", netaddr_format(bound, addr, sizeof(addr)));
     if (l->httpd_on) {
         union netaddr maddr;
         socklen_t mlen = sizeof(maddr);
@@ -279,8 +290,9 @@ void loop_destroy(struct loop *l)
         io_uring_queue_exit(&l->ring);
     }
     bcast_destroy(&l->log);
-    if (l->listen_fd >= 0)
-        close(l->listen_fd);
+    for (uint32_t i = 0; i < LISTENERS_MAX; i++)
+        if (l->listeners[i].fd >= 0)
+            close(l->listeners[i].fd);
     if (l->signal_fd >= 0)
         close(l->signal_fd);
     if (l->spare_fd >= 0)

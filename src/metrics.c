@@ -71,7 +71,34 @@ static const char *const reason_label[DISC__COUNT] = {
     [DISC_PARTIAL_MEMORY] = "partial_memory",
     [DISC_NO_MEMORY] = "no_memory",
     [DISC_SHUTDOWN] = "shutdown",
+    [DISC_PROTOCOL_VIOLATION] = "protocol_violation",
 };
+
+/* Label values for protocol violations, in enum order. */
+static const char *const violation_label[VIOL__COUNT] = {
+    [VIOL_SUB_SENT] = "sub_sent",
+};
+
+/* Clients and connections by listener and role. A family of their own: labelled samples beside
+ * the unlabelled ringcast_clients in one family would make sum(ringcast_clients) count every
+ * client twice. */
+static void listener_families(struct metrics_buf *b, const struct metrics_snapshot *m)
+{
+    family(b, "listener_clients", "gauge", "Connected relay clients, by listener and role.");
+    for (size_t i = 0; i < m->nlisteners; i++)
+        metrics_buf_printf(b, "ringcast_listener_clients{listener=\"%s\",role=\"%s\"} %llu\n",
+                           m->listeners[i].address, m->listeners[i].role,
+                           (unsigned long long)m->listeners[i].clients);
+    family(b, "listener_connections_accepted_total", "counter",
+           "Relay connections registered, by listener and role.");
+    for (size_t i = 0; i < m->nlisteners; i++)
+        metrics_buf_printf(
+            b,
+            "ringcast_listener_connections_accepted_total{listener=\"%s\",role=\"%s\"} "
+            "%llu\n",
+            m->listeners[i].address, m->listeners[i].role,
+            (unsigned long long)m->listeners[i].accepted);
+}
 
 int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
 {
@@ -84,6 +111,7 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
     metrics_buf_printf(b, "ringcast_uptime_seconds %.3f\n", m->uptime_seconds);
     gauge(b, "clients", "Connected relay clients.", m->clients);
 
+    listener_families(b, m);
     counter(b, "connections_accepted_total", "Relay connections accepted.", s->accepted);
     family(b, "connections_rejected_total", "counter",
            "Relay connections closed at once, by reason.");
@@ -109,6 +137,11 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
 
     counter(b, "protocol_errors_total", "Frames refused as malformed (too long).",
             s->protocol_errors);
+    family(b, "protocol_violations_total", "counter",
+           "Clients disconnected for doing what their listener does not allow, by reason.");
+    for (int v = 0; v < VIOL__COUNT; v++)
+        metrics_buf_printf(b, "ringcast_protocol_violations_total{reason=\"%s\"} %llu\n",
+                           violation_label[v], (unsigned long long)s->protocol_violations[v]);
     counter(b, "sends_total", "Send operations to clients.", s->sends);
     counter(b, "zerocopy_sends_total", "Zero-copy send operations.", s->zc_sends);
     counter(b, "zerocopy_copied_total",

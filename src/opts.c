@@ -22,6 +22,11 @@ static const char usage_text[] =
     "  --address ADDR          listen address, IPv4 or IPv6 literal (env ADDRESS; 127.0.0.1;\n"
     "                          '::' listens dual-stack)\n"
     "  --port PORT             listen port, 0 picks a free one (env PORT; 5000)\n"
+    "  --listen ADDR:PORT[,role=both|pub|sub][,noauth]\n"
+    "                          also listen there (repeatable, up to 8; IPv6 in brackets);\n"
+    "                          role=pub clients only publish, role=sub clients only receive\n"
+    "                          (one that sends is disconnected); noauth is kept and shown,\n"
+    "                          for the authentication to come\n"
     "  --framing line|len32    line: up to and including '\\n' (default);\n"
     "                          len32: 4-byte big-endian length + payload\n"
     "  --echo                  also relay a client's frames back to itself\n"
@@ -59,6 +64,11 @@ const char *opts_usage(void)
 const char *opts_framing_name(enum framing f)
 {
     return f == FRAMING_LEN32 ? "len32" : "line";
+}
+
+const char *opts_role_name(enum listen_role r)
+{
+    return r == ROLE_PUB ? "pub" : r == ROLE_SUB ? "sub" : "both";
 }
 
 int opts_parse_size(const char *s, uint64_t *out)
@@ -147,12 +157,14 @@ enum {
     OPT_PACE_WINDOW,
     OPT_LOG_TIMESTAMPS,
     OPT_MAX_CLIENTS_PER_IP,
+    OPT_LISTEN,
     OPT_VERSION,
 };
 
 static const struct option long_options[] = {
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"port", required_argument, NULL, OPT_PORT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {"framing", required_argument, NULL, OPT_FRAMING},
     {"echo", no_argument, NULL, OPT_ECHO},
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
@@ -238,6 +250,92 @@ static enum opts_result set_port(struct opts *o, const char *v, const char *what
     return OPTS_RUN;
 }
 
+/* One flag of a --listen value: role=both|pub|sub or noauth, each at most once. */
+static enum opts_result listen_flag(struct opts_listen *ls, const char *v, const char *flag,
+                                    size_t len, bool *role_set, char *err, size_t errlen)
+{
+    static const char *const roles[] = {
+        [ROLE_BOTH] = "both", [ROLE_PUB] = "pub", [ROLE_SUB] = "sub"};
+    if (len == 0)
+        FAIL("invalid --listen '%s': an empty flag", v);
+    if (len == 6 && !memcmp(flag, "noauth", 6)) {
+        if (ls->noauth)
+            FAIL("invalid --listen '%s': noauth given twice", v);
+        ls->noauth = true;
+        return OPTS_RUN;
+    }
+    if (len < 5 || memcmp(flag, "role=", 5))
+        FAIL("invalid --listen '%s': unknown flag '%.*s' (expected role=both, role=pub, role=sub "
+             "or noauth)",
+             v, (int)len, flag);
+    if (*role_set)
+        FAIL("invalid --listen '%s': role given twice", v);
+    for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
+        if (len - 5 == strlen(roles[r]) && !memcmp(flag + 5, roles[r], len - 5)) {
+            ls->role = (enum listen_role)r;
+            *role_set = true;
+            return OPTS_RUN;
+        }
+    }
+    FAIL("invalid --listen '%s': unknown role '%.*s' (expected both, pub or sub)", v, (int)len - 5,
+         flag + 5);
+}
+
+/* --listen ADDR:PORT[,role=both|pub|sub][,noauth]: one more listener, checked like --address
+ * and --port (an IP literal, IPv6 in brackets as in --metrics, since its colons would make the
+ * port ambiguous). */
+static enum opts_result add_listen(struct opts *o, const char *v, char *err, size_t errlen)
+{
+    if (o->nlisten == OPTS_LISTEN_MAX)
+        FAIL("too many --listen: at most %d besides --address/--port", OPTS_LISTEN_MAX);
+    struct opts_listen *ls = &o->listen[o->nlisten];
+    memset(ls, 0, sizeof(*ls));
+    const char *comma = strchr(v, ',');
+    size_t hostport = comma ? (size_t)(comma - v) : strlen(v);
+    const char *colon = memrchr(v, ':', hostport);
+    if (!colon || v[hostport - 1] == ']') /* "[::1]": the colons are the address's */
+        FAIL("invalid --listen '%s': expected ADDR:PORT[,role=both|pub|sub][,noauth]", v);
+    size_t alen = (size_t)(colon - v);
+    char port[8];
+    size_t plen = hostport - alen - 1;
+    unsigned long n;
+    if (plen >= sizeof(port))
+        FAIL("invalid --listen '%s': the port must be 0-65535", v);
+    memcpy(port, colon + 1, plen);
+    port[plen] = '\0';
+    if (parse_uint(port, 65535, &n) < 0)
+        FAIL("invalid --listen '%s': the port must be 0-65535", v);
+    if (alen >= sizeof(ls->address))
+        alen = sizeof(ls->address) - 1; /* too long for a literal: refused below */
+    memcpy(ls->address, v, alen);
+    ls->address[alen] = '\0';
+    union netaddr a;
+    socklen_t sl;
+    if (strchr(ls->address, ':') && ls->address[0] != '[')
+        FAIL("invalid --listen '%s': an IPv6 address goes in brackets, such as [::1]:5000", v);
+    if (!alen || netaddr_parse(ls->address, 0, &a, &sl) < 0)
+        FAIL("--listen: '%s' is not an IPv4 or IPv6 literal (host names are not resolved; use "
+             "127.0.0.1 or [::1])",
+             ls->address);
+    ls->port = (int)n;
+    bool role_set = false;
+    for (const char *f = comma; f;) {
+        const char *next = strchr(f + 1, ',');
+        size_t flen = next ? (size_t)(next - f - 1) : strlen(f + 1);
+        if (listen_flag(ls, v, f + 1, flen, &role_set, err, errlen) != OPTS_RUN)
+            return OPTS_ERROR;
+        f = next;
+    }
+    /* As given (each flag at most once, so it fits), the role first when it was left out. */
+    const char *given = comma ? comma + 1 : "";
+    if (role_set)
+        snprintf(ls->flags, sizeof(ls->flags), "%s", given);
+    else
+        snprintf(ls->flags, sizeof(ls->flags), "role=both%s%s", *given ? "," : "", given);
+    o->nlisten++;
+    return OPTS_RUN;
+}
+
 static enum opts_result size_arg(const char *name, const char *v, uint64_t min, uint64_t max,
                                  uint64_t *out, char *err, size_t errlen)
 {
@@ -283,6 +381,9 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
             break;
         case OPT_PORT:
             r = set_port(o, optarg, "--port", err, errlen);
+            break;
+        case OPT_LISTEN:
+            r = add_listen(o, optarg, err, errlen);
             break;
         case OPT_FRAMING:
             if (!strcmp(optarg, "line"))

@@ -18,6 +18,10 @@ const char *stats_reason_suffix(enum disconnect_reason r)
         return " (out of memory).";
     case DISC_SHUTDOWN:
         return " (server shutdown).";
+    case DISC_PROTOCOL_VIOLATION:
+        /* The one violation there is so far (enum violation); a second one would carry its own
+         * text from the connection. */
+        return " (protocol violation: sent data on a sub-only listener).";
     case DISC__COUNT:
         break;
     }

@@ -59,6 +59,7 @@ struct fanout_client {
     bool inflight_part : 1;  /* ... stopping short of what was pending when planned */
     bool finishing : 1;      /* frame too long: send up to close_at, then close */
     bool zc_copied : 1;      /* notifications said the kernel copied: plain sends from now */
+    bool muted : 1;          /* receives nothing (fanout_mute): its cursor means nothing */
 };
 
 struct fanout {
@@ -105,6 +106,19 @@ enum fanout_verdict {
 
 /** A client (slot @self) joins: it gets every frame appended from now on. */
 void fanout_join(const struct fanout *fo, struct fanout_client *fc, uint32_t self);
+
+/**
+ * @fc receives nothing from now on (a pub-only client): it is never planned a send nor judged
+ * against its quota, and it pins, owes and is charged nothing, so its cursor (left where it
+ * joined) never holds the log back. Call right after fanout_join.
+ */
+void fanout_mute(struct fanout_client *fc);
+
+/** Whether @fc receives frames (it was not muted). */
+static inline bool fanout_receives(const struct fanout_client *fc)
+{
+    return !fc->muted;
+}
 
 /** @fc (slot @self) appended [@at, @at + @len) to the log. */
 void fanout_published(const struct fanout *fo, struct fanout_client *fc, uint64_t at, size_t len);

@@ -10,6 +10,14 @@
 
 #include "ringcast/stats.h"
 
+/* One relay listener, for the families labelled by listener and role. */
+struct metrics_listener {
+    const char *address; /* "ADDR:PORT" as it listens (the real port) */
+    const char *role;    /* "both", "pub" or "sub" */
+    uint64_t clients;    /* connected through it now */
+    uint64_t accepted;   /* connections it registered since the start */
+};
+
 struct metrics_snapshot {
     const struct stats *stats;
     const char *version;
@@ -21,6 +29,8 @@ struct metrics_snapshot {
     uint64_t clients_waiting_writable; /* sockets full: their readers set the pace */
     uint64_t partial_bytes;            /* memory held by incomplete frames */
     uint64_t log_capacity_bytes;       /* the broadcast log */
+    const struct metrics_listener *listeners; /* the default listener first */
+    size_t nlisteners;
 };
 
 /* A growable output buffer. */

@@ -10,6 +10,22 @@ enum framing { FRAMING_LINE, FRAMING_LEN32 };
 enum slow_policy { SLOW_DISCONNECT, SLOW_DROP };
 enum zc_mode { ZC_AUTO, ZC_ON, ZC_OFF };
 enum verbosity { VERB_QUIET, VERB_NORMAL, VERB_VERBOSE };
+/* What the clients of a listener may do: both publish and receive, only publish, only receive. */
+enum listen_role { ROLE_BOTH, ROLE_PUB, ROLE_SUB };
+
+/* Extra listeners (--listen) beside the default one (--address/--port), at most. */
+#define OPTS_LISTEN_MAX 8
+
+/* One --listen ADDR:PORT[,role=both|pub|sub][,noauth]. */
+struct opts_listen {
+    char address[64]; /* an IP literal, as given ("[::1]" keeps its brackets) */
+    int port;         /* 0 picks a free port */
+    enum listen_role role;
+    bool noauth; /* parsed and kept: authentication (a later task) is skipped there */
+    /* The flags for its start line, as given, with "role=both" first when no role was given:
+     * "role=sub", "role=pub,noauth", "role=both,noauth". */
+    char flags[64];
+};
 
 struct opts {
     char address[64];
@@ -32,6 +48,8 @@ struct opts {
     enum verbosity verbosity;
     bool log_timestamps; /* --log-timestamps: RFC 3339 UTC time before each log line */
     char metrics[80];    /* --metrics HOST:PORT; empty: off */
+    struct opts_listen listen[OPTS_LISTEN_MAX]; /* --listen, in the order given */
+    unsigned nlisten;
 };
 
 enum opts_result {
@@ -59,5 +77,8 @@ int opts_parse_seconds(const char *s, double *out);
 const char *opts_usage(void);
 
 const char *opts_framing_name(enum framing f);
+
+/** "both", "pub" or "sub". */
+const char *opts_role_name(enum listen_role r);
 
 #endif

@@ -14,7 +14,14 @@ enum disconnect_reason {
     DISC_PARTIAL_MEMORY,
     DISC_NO_MEMORY,
     DISC_SHUTDOWN,
+    DISC_PROTOCOL_VIOLATION, /* see enum violation */
     DISC__COUNT,
+};
+
+/* Protocol violations: what a client did that its listener does not allow (it is disconnected). */
+enum violation {
+    VIOL_SUB_SENT, /* sent data on a sub-only listener */
+    VIOL__COUNT,
 };
 
 #define STATS_BATCH_BUCKETS 17 /* up to 2^16 frames per send, then +Inf */
@@ -36,6 +43,7 @@ struct stats {
     uint64_t recv_enobufs;
     uint64_t publisher_stalls; /* recv paused because the log was full */
     uint64_t protocol_errors;  /* frames refused: too long */
+    uint64_t protocol_violations[VIOL__COUNT];
     /* frames per send: batch_count_le[i] counts sends of at most 2^i frames (not cumulative);
      * the last bucket is everything larger */
     uint64_t batch_count_le[STATS_BATCH_BUCKETS + 1];

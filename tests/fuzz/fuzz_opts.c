@@ -7,8 +7,9 @@
  *
  * Checked: it never crashes; an error has a non-empty one-line message that fits the buffer;
  * options it accepts keep the documented limits (sizes, --max-frame <= --max-queue, the pace
- * window, ports, a --metrics address that parses); and a second parse of the same argv gives
- * the same answer (getopt's state is reset between calls).
+ * window, ports, a --metrics address that parses, --listen's addresses, roles and start-line
+ * flags); and a second parse of the same argv gives the same answer (getopt's state is reset
+ * between calls).
  */
 #include <math.h>
 #include <stdint.h>
@@ -122,6 +123,26 @@ static void check_run(const struct opts *o)
         CHECK(isfinite(secs[i]) && secs[i] >= 0 && secs[i] <= 1e9, "seconds %g", secs[i]);
     CHECK(o->verbosity == VERB_QUIET || o->verbosity == VERB_NORMAL || o->verbosity == VERB_VERBOSE,
           "verbosity %d", o->verbosity);
+    CHECK(o->nlisten <= OPTS_LISTEN_MAX, "nlisten %u", o->nlisten);
+    for (unsigned i = 0; i < o->nlisten; i++) {
+        const struct opts_listen *ls = &o->listen[i];
+        union netaddr na;
+        socklen_t nalen;
+        CHECK(strnlen(ls->address, sizeof(ls->address)) < sizeof(ls->address),
+              "listen address not terminated");
+        CHECK(netaddr_parse(ls->address, ls->port, &na, &nalen) == 0, "listen address '%s'",
+              ls->address);
+        CHECK(ls->port >= 0 && ls->port <= 65535, "listen port %d", ls->port);
+        CHECK(ls->role == ROLE_BOTH || ls->role == ROLE_PUB || ls->role == ROLE_SUB, "role %d",
+              ls->role);
+        size_t flen = strnlen(ls->flags, sizeof(ls->flags));
+        CHECK(flen > 0 && flen < sizeof(ls->flags), "listen flags length %zu", flen);
+        char role[16];
+        snprintf(role, sizeof(role), "role=%s", opts_role_name(ls->role));
+        CHECK(strstr(ls->flags, role) != NULL, "flags '%s' lack '%s'", ls->flags, role);
+        CHECK(!ls->noauth == !strstr(ls->flags, "noauth"), "flags '%s', noauth %d", ls->flags,
+              ls->noauth);
+    }
     size_t mlen = strnlen(o->metrics, sizeof(o->metrics));
     CHECK(mlen < sizeof(o->metrics), "metrics not terminated");
     if (mlen) {

@@ -187,7 +187,8 @@ static void relay_lines(int pub, const int *readers, int nreaders, int frames, c
 
 /* ------------------------------------------------------------------ tests */
 
-/* A live scrape, with traffic behind it, passes `promtool check metrics` without a complaint. */
+/* A live scrape, with traffic behind it and three listeners, passes `promtool check metrics`
+ * without a complaint. */
 static void test_metrics_promtool(void **state)
 {
     (void)state;
@@ -196,7 +197,11 @@ static void test_metrics_promtool(void **state)
         skip();
     }
     int mport;
-    struct rc_server *s = start_with_metrics(&mport, NULL);
+    /* Two more listeners, so that the families by listener and role have several samples. */
+    static const char *const extra[] = {"--listen", "127.0.0.1:0,role=sub", "--listen",
+                                        "[::1]:0,role=pub,noauth", NULL};
+    static const char *const extra4[] = {"--listen", "127.0.0.1:0,role=sub", NULL};
+    struct rc_server *s = start_with_metrics(&mport, rc_have_ipv6() ? extra : extra4);
     int a = rc_connect(s), b = rc_connect(s);
     relay_lines(a, &b, 1, 50, "p");
     struct http_resp r = scrape(s, mport);
@@ -222,7 +227,10 @@ static void test_metrics_promtool(void **state)
                                            "pending_output_bytes",
                                            "max_client_backlog_bytes",
                                            "clients_waiting_writable",
-                                           "recv_buffers_exhausted_total"};
+                                           "recv_buffers_exhausted_total",
+                                           "listener_clients",
+                                           "listener_connections_accepted_total",
+                                           "protocol_violations_total"};
     for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++) {
         char help[128], type[128];
         snprintf(help, sizeof(help), "# HELP ringcast_%s ", families[i]);
@@ -230,8 +238,8 @@ static void test_metrics_promtool(void **state)
         if (!strstr(r.body, help) || !strstr(r.body, type))
             fail_msg("no HELP and TYPE for ringcast_%s:\n%s", families[i], r.body);
     }
-    static const char *const reasons[] = {"eof", "reset", "slow_consumer", "frame_too_long",
-                                          "shutdown"};
+    static const char *const reasons[] = {
+        "eof", "reset", "slow_consumer", "frame_too_long", "shutdown", "protocol_violation"};
     for (size_t i = 0; i < sizeof(reasons) / sizeof(*reasons); i++) {
         char name[128];
         snprintf(name, sizeof(name), "ringcast_disconnects_total{reason=\"%s\"}", reasons[i]);
@@ -241,6 +249,7 @@ static void test_metrics_promtool(void **state)
     metric(&r, "ringcast_connections_rejected_total{reason=\"emfile\"}");
     metric(&r, "ringcast_connections_rejected_total{reason=\"per_ip\"}");
     metric(&r, "ringcast_send_batch_frames_bucket{le=\"+Inf\"}");
+    metric(&r, "ringcast_protocol_violations_total{reason=\"sub_sent\"}");
     if (!strstr(r.body, "ringcast_build_info{version=\"" RINGCAST_VERSION "\""))
         fail_msg("ringcast_build_info lacks version " RINGCAST_VERSION ":\n%s", r.body);
 
@@ -274,6 +283,16 @@ static void test_metrics_counters_match_traffic(void **state)
     struct http_resp r = scrape(s, mport);
     expect_metric(&r, "ringcast_clients", 3);
     expect_metric(&r, "ringcast_connections_accepted_total", 3);
+    /* By listener and role: the default listener, with its real port. */
+    char name[160];
+    snprintf(name, sizeof(name),
+             "ringcast_listener_clients{listener=\"127.0.0.1:%d\",role=\"both\"}", s->port);
+    expect_metric(&r, name, 3);
+    snprintf(
+        name, sizeof(name),
+        "ringcast_listener_connections_accepted_total{listener=\"127.0.0.1:%d\",role=\"both\"}",
+        s->port);
+    expect_metric(&r, name, 3);
     expect_metric(&r, "ringcast_frames_received_total", 0);
     resp_free(&r);
 

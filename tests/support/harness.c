@@ -845,20 +845,21 @@ static void set_int_option(int fd, int level, int name, const char *what, int va
 
 int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_sockopts *o)
 {
+    int port = o->port ? o->port : s->port;
     struct sockaddr_storage ss;
     socklen_t len;
     memset(&ss, 0, sizeof(ss));
     if (strchr(host, ':')) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)s->port);
+        a->sin6_port = htons((uint16_t)port);
         if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
             fail_msg("harness: bad address %s", host);
         len = sizeof(*a);
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)s->port);
+        a->sin_port = htons((uint16_t)port);
         if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
             fail_msg("harness: bad address %s", host);
         len = sizeof(*a);
@@ -883,7 +884,7 @@ int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_socko
             fail_msg("harness: bind to %s: %s", o->local, strerror(errno));
     }
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
-        fail_msg("harness: connect to port %d: %s", s->port, strerror(errno));
+        fail_msg("harness: connect to port %d: %s", port, strerror(errno));
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     int64_t deadline = rc_now_ms() + RC_IO_MS;
     while (sp_remaining_ms(deadline) > 0) {
@@ -895,7 +896,7 @@ int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_socko
     socklen_t elen = sizeof(err);
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     if (!(p.revents & POLLOUT) || err)
-        fail_msg("harness: connect to port %d did not complete: %s", s->port,
+        fail_msg("harness: connect to port %d did not complete: %s", port,
                  err ? strerror(err) : "timeout");
     return fd;
 }
@@ -924,6 +925,52 @@ void rc_wait_client_log(struct rc_server *s, size_t mark, int port, const char *
         rc_dump_sockets(s);
         fail_msg("no server log line \"...%s\"", needle);
     }
+}
+
+int rc_listener_port(struct rc_server *s, const char *flags, char *host, size_t hcap, char *line,
+                     size_t lcap)
+{
+    char needle[128], buf[256];
+    snprintf(needle, sizeof(needle), " (%s)", flags);
+    /* The extra listeners' lines follow the default one's: bounded like any log wait. */
+    if (log_wait_count(s, 0, needle, 1, RC_WAIT_MS, buf, sizeof(buf)) < 1) {
+        rc_dump(s);
+        fail_msg("harness: no \"Listening at: ... (%s)\" line", flags);
+    }
+    const char *p = strstr(buf, "Listening at: ");
+    const char *end = strstr(buf, needle);
+    if (!p || !end || strcmp(end, needle) != 0)
+        fail_msg("harness: unexpected listener line \"%s\"", buf);
+    p += strlen("Listening at: ");
+    const char *colon = end;
+    while (colon > p && *colon != ':')
+        colon--;
+    char *num_end;
+    long port = strtol(colon + 1, &num_end, 10);
+    if (colon == p || num_end != end || port <= 0 || port > 65535)
+        fail_msg("harness: cannot read the port of \"%s\"", buf);
+    if (host) {
+        size_t hlen = (size_t)(colon - p);
+        if (hlen >= 2 && p[0] == '[' && p[hlen - 1] == ']') {
+            p++;
+            hlen -= 2;
+        }
+        if (hlen >= hcap)
+            fail_msg("harness: address too long in \"%s\"", buf);
+        memcpy(host, p, hlen);
+        host[hlen] = '\0';
+    }
+    if (line)
+        snprintf(line, lcap, "%s", buf);
+    return (int)port;
+}
+
+int rc_connect_to(struct rc_server *s, const char *host, int port)
+{
+    size_t mark = rc_log_mark(s);
+    int fd = rc_connect_opts(s, host, &(struct rc_sockopts){.port = port});
+    rc_wait_client_log(s, mark, rc_port_of(fd), "connected.");
+    return fd;
 }
 
 int rc_connect_buf(struct rc_server *s, int rcvbuf)

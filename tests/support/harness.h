@@ -167,10 +167,24 @@ struct rc_sockopts {
     /* A local address to bind first, of the server's family (NULL: the kernel's choice), e.g.
      * "127.0.0.2": loopback holds all of 127/8, so one host can be several peers. */
     const char *local;
+    /* The port to connect to (0: the server's, from its start line): another listener's. */
+    int port;
 };
 
 /* rc_connect_addr with those options; fails the test when one cannot be set. */
 int rc_connect_opts(struct rc_server *s, const char *host, const struct rc_sockopts *o);
+
+/*
+ * Waits for the start line of one of the server's extra listeners (--listen), "Listening at:
+ * ADDR:PORT (FLAGS)", whose FLAGS are exactly @flags ("role=sub", "role=pub,noauth"). Returns its
+ * port; copies its address (without brackets) to @host when not NULL, and the whole line to @line
+ * when not NULL. Fails the test when no such line comes.
+ */
+int rc_listener_port(struct rc_server *s, const char *flags, char *host, size_t hcap, char *line,
+                     size_t lcap);
+
+/* Connects to @host:@port (another listener of @s) and waits until the server registered it. */
+int rc_connect_to(struct rc_server *s, const char *host, int port);
 
 /* rc_connect_raw, then waits for the server's "ADDR:PORT connected." line for this client. */
 int rc_connect(struct rc_server *s);

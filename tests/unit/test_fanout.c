@@ -1,7 +1,8 @@
 /*
  * Fan-out: joining, send plans (own records skipped when echo is off), send results, deliveries
  * counted from sequence numbers, the charge in log units, the slow policies (cut, drop with the
- * rest of a partly sent frame kept aside), zero-copy pins, finishing, and releasing a client.
+ * rest of a partly sent frame kept aside), zero-copy pins, muted (pub-only) clients, finishing, and
+ * releasing a client.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -925,6 +926,65 @@ static void test_fanout_bug4_release_after_resid_send_complete(void **state)
     bug4_scenario(5);
 }
 
+/* ---- muted (pub-only) clients --------------------------------------------------------------- */
+
+/*
+ * A muted client (a pub-only one) is never planned a send nor judged, owes and pins nothing
+ * however far the log runs past where it joined (so the log can be released up to the head
+ * whatever its cursor), publishes like any other, and counts no delivery when it leaves.
+ */
+static void test_fanout_muted_receives_and_pins_nothing(void **state)
+{
+    (void)state;
+    struct fx x;
+    fx_init(&x, 1, SLOW_DISCONNECT, false, 100, 20);
+    struct fanout_client m, r;
+    fanout_join(&x.fo, &m, 3);
+    fanout_mute(&m);
+    fanout_join(&x.fo, &r, 4);
+    assert_false(fanout_receives(&m));
+    assert_true(fanout_receives(&r));
+    /* Others' frames and its own, far past the quota. */
+    for (int i = 0; i < 5; i++) {
+        ten_frames(&x, (char)('a' + i));
+        publish(&x, 3, &m, LIT("mine\n"), 1);
+    }
+    struct fanout_send s;
+    assert_false(plan(&x, &m, 3, &s));
+    assert_int_equal(x.stats.sends, 0);
+    assert_int_equal(fanout_judge(&x.fo, &m, 3), FANOUT_OK);
+    assert_int_equal(fanout_charge(&x.fo, &m), 0);
+    assert_int_equal(fanout_pinned(&x.fo, &m), 0);
+    assert_int_equal(fanout_owed(&x.fo, &m), 0);
+    assert_int_equal(fanout_pin(&x.fo, &m, true), x.log.head);
+    assert_int_equal(fanout_pin(&x.fo, &m, false), x.log.head);
+    /* The receiver beside it is judged as ever. */
+    assert_int_equal(fanout_judge(&x.fo, &r, 4), FANOUT_CUT);
+    /* Nothing of the log is kept for it: all of it can go, and it leaves cleanly. */
+    bcast_release(&x.log, x.log.head);
+    assert_true(fanout_release(&x.fo, &m));
+    assert_int_equal(x.stats.deliveries, 0);
+    assert_int_equal(x.stats.frames_dropped, 0);
+    fx_destroy(&x);
+}
+
+/* Frame too long from a muted client (line mode): nothing is owed to it, so it is done at once. */
+static void test_fanout_muted_finishes_at_once(void **state)
+{
+    (void)state;
+    struct fx x;
+    fx_init(&x, 1, SLOW_DISCONNECT, false, 1 << 20, 500);
+    struct fanout_client m;
+    fanout_join(&x.fo, &m, 3);
+    fanout_mute(&m);
+    publish(&x, 1, NULL, LIT("abcdef\n"), 1);
+    fanout_finish(&x.fo, &m);
+    struct fanout_send s;
+    assert_false(plan(&x, &m, 3, &s));
+    assert_int_equal(fanout_judge(&x.fo, &m, 3), FANOUT_FINISHED);
+    fx_destroy(&x);
+}
+
 /* ---- finishing ----------------------------------------------------------------------------- */
 
 /* Frame too long (line mode): the client gets the rest of the frame it is in, then is done. */
@@ -989,6 +1049,8 @@ int main(void)
         cmocka_unit_test(test_fanout_bug4_release_waits_for_resid_send),
         cmocka_unit_test(test_fanout_bug4_release_after_resid_send_failed),
         cmocka_unit_test(test_fanout_bug4_release_after_resid_send_complete),
+        cmocka_unit_test(test_fanout_muted_receives_and_pins_nothing),
+        cmocka_unit_test(test_fanout_muted_finishes_at_once),
         cmocka_unit_test(test_fanout_finish_after_frame_in_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

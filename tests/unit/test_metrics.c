@@ -15,6 +15,11 @@
 
 static char *render(const struct stats *s, struct metrics_buf *b)
 {
+    static const struct metrics_listener listeners[] = {
+        {.address = "127.0.0.1:5000", .role = "both", .clients = 2, .accepted = 9},
+        {.address = "[::1]:5001", .role = "sub", .clients = 1, .accepted = 4},
+        {.address = "0.0.0.0:5002", .role = "pub", .clients = 0, .accepted = 0},
+    };
     struct metrics_snapshot m = {
         .stats = s,
         .version = "1.2.3",
@@ -26,6 +31,8 @@ static char *render(const struct stats *s, struct metrics_buf *b)
         .clients_waiting_writable = 2,
         .partial_bytes = 7,
         .log_capacity_bytes = 1 << 25,
+        .listeners = listeners,
+        .nlisteners = 3,
     };
     *b = (struct metrics_buf){0};
     assert_int_equal(metrics_render(&m, b), 0);
@@ -53,6 +60,8 @@ static void test_metrics_counters_and_labels(void **state)
     s.frames_in = 10;
     s.deliveries = 20;
     s.disconnects[DISC_SLOW_CONSUMER] = 1;
+    s.disconnects[DISC_PROTOCOL_VIOLATION] = 6;
+    s.protocol_violations[VIOL_SUB_SENT] = 6;
     struct metrics_buf b;
     char *t = render(&s, &b);
     expect_line(t, "ringcast_build_info{version=\"1.2.3\",features=\"defer_taskrun,send_zc\"} 1");
@@ -65,6 +74,21 @@ static void test_metrics_counters_and_labels(void **state)
     expect_line(t, "ringcast_frames_delivered_total 20");
     expect_line(t, "ringcast_disconnects_total{reason=\"slow_consumer\"} 1");
     expect_line(t, "ringcast_disconnects_total{reason=\"eof\"} 0");
+    expect_line(t, "ringcast_disconnects_total{reason=\"protocol_violation\"} 6");
+    expect_line(t, "ringcast_protocol_violations_total{reason=\"sub_sent\"} 6");
+    expect_line(t, "# TYPE ringcast_protocol_violations_total counter");
+    /* By listener and role, in a family of their own: ringcast_clients stays unlabelled. */
+    expect_line(t, "ringcast_listener_clients{listener=\"127.0.0.1:5000\",role=\"both\"} 2");
+    expect_line(t, "ringcast_listener_clients{listener=\"[::1]:5001\",role=\"sub\"} 1");
+    expect_line(t, "ringcast_listener_clients{listener=\"0.0.0.0:5002\",role=\"pub\"} 0");
+    expect_line(t, "# TYPE ringcast_listener_clients gauge");
+    expect_line(t, "ringcast_listener_connections_accepted_total{listener=\"127.0.0.1:5000\","
+                   "role=\"both\"} 9");
+    expect_line(t, "ringcast_listener_connections_accepted_total{listener=\"[::1]:5001\","
+                   "role=\"sub\"} 4");
+    expect_line(t, "# TYPE ringcast_listener_connections_accepted_total counter");
+    if (strstr(t, "ringcast_clients{"))
+        fail_msg("ringcast_clients has labelled samples:\n%s", t);
     expect_line(t, "ringcast_pending_output_bytes 4096");
     expect_line(t, "ringcast_max_client_backlog_bytes 1024");
     expect_line(t, "ringcast_clients_waiting_writable 2");

@@ -317,6 +317,120 @@ static void test_opts_max_clients_per_ip(void **state)
     EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip");
 }
 
+/* --listen: repeatable, in order, beside the default listener; the flags kept for the start line
+ * as given, with the role first when it was left out. */
+static void test_opts_listen(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, NULL), OPTS_RUN);
+    assert_int_equal(o.nlisten, 0);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--listen", "127.0.0.1:0,role=sub", "--port",
+                           "6000", "--listen=[::1]:7001,role=pub,noauth", "--listen",
+                           "0.0.0.0:7002", "--listen", "[::]:7003,noauth,role=both", "--listen",
+                           "10.0.0.1:65535,noauth"),
+                     OPTS_RUN);
+    assert_int_equal(o.port, 6000); /* the default listener is unchanged */
+    assert_string_equal(o.address, "127.0.0.1");
+    assert_int_equal(o.nlisten, 5);
+    assert_string_equal(o.listen[0].address, "127.0.0.1");
+    assert_int_equal(o.listen[0].port, 0);
+    assert_int_equal(o.listen[0].role, ROLE_SUB);
+    assert_false(o.listen[0].noauth);
+    assert_string_equal(o.listen[0].flags, "role=sub");
+    assert_string_equal(o.listen[1].address, "[::1]");
+    assert_int_equal(o.listen[1].port, 7001);
+    assert_int_equal(o.listen[1].role, ROLE_PUB);
+    assert_true(o.listen[1].noauth);
+    assert_string_equal(o.listen[1].flags, "role=pub,noauth");
+    assert_string_equal(o.listen[2].address, "0.0.0.0");
+    assert_int_equal(o.listen[2].role, ROLE_BOTH);
+    assert_string_equal(o.listen[2].flags, "role=both");
+    assert_string_equal(o.listen[3].address, "[::]");
+    assert_int_equal(o.listen[3].role, ROLE_BOTH);
+    assert_true(o.listen[3].noauth);
+    assert_string_equal(o.listen[3].flags, "noauth,role=both");
+    assert_int_equal(o.listen[4].port, 65535);
+    assert_string_equal(o.listen[4].flags, "role=both,noauth");
+    assert_string_equal(opts_role_name(ROLE_BOTH), "both");
+    assert_string_equal(opts_role_name(ROLE_PUB), "pub");
+    assert_string_equal(opts_role_name(ROLE_SUB), "sub");
+
+    /* A second parse starts again from none. */
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--listen", "127.0.0.1:1"), OPTS_RUN);
+    assert_int_equal(o.nlisten, 1);
+    assert_int_equal(o.listen[0].port, 1);
+}
+
+/* Eight extra listeners at most; a ninth is a usage error that says so. */
+static void test_opts_listen_at_most_eight(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--listen", "127.0.0.1:1", "--listen",
+                           "127.0.0.1:2", "--listen", "127.0.0.1:3", "--listen", "127.0.0.1:4",
+                           "--listen", "127.0.0.1:5", "--listen", "127.0.0.1:6", "--listen",
+                           "127.0.0.1:7", "--listen", "127.0.0.1:8"),
+                     OPTS_RUN);
+    assert_int_equal(o.nlisten, OPTS_LISTEN_MAX);
+    assert_int_equal(o.listen[7].port, 8);
+    EXPECT_ERROR("at most 8", NULL, NULL, "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2",
+                 "--listen", "127.0.0.1:3", "--listen", "127.0.0.1:4", "--listen", "127.0.0.1:5",
+                 "--listen", "127.0.0.1:6", "--listen", "127.0.0.1:7", "--listen", "127.0.0.1:8",
+                 "--listen", "127.0.0.1:9");
+}
+
+/* Every way a --listen value can be wrong is a one-line usage error naming the problem. */
+static void test_opts_listen_errors(void **state)
+{
+    (void)state;
+    /* Addresses: IP literals only, with the --address hint; IPv6 in brackets. */
+    EXPECT_ERROR("host names are not resolved", NULL, NULL, "--listen", "localhost:5000");
+    EXPECT_ERROR("--listen: 'example.com' is not an IPv4 or IPv6 literal", NULL, NULL, "--listen",
+                 "example.com:5000,role=sub");
+    EXPECT_ERROR("not an IPv4 or IPv6 literal", NULL, NULL, "--listen", ":5000");
+    EXPECT_ERROR("not an IPv4 or IPv6 literal", NULL, NULL, "--listen", "1.2.3:5000");
+    EXPECT_ERROR("not an IPv4 or IPv6 literal", NULL, NULL, "--listen", "[127.0.0.1]:5000");
+    EXPECT_ERROR("in brackets", NULL, NULL, "--listen", "::1:5000");
+    EXPECT_ERROR("expected ADDR:PORT", NULL, NULL, "--listen", "[::1]");
+    EXPECT_ERROR("expected ADDR:PORT", NULL, NULL, "--listen", "127.0.0.1");
+    EXPECT_ERROR("expected ADDR:PORT", NULL, NULL, "--listen", "");
+    EXPECT_ERROR("expected ADDR:PORT", NULL, NULL, "--listen", ",role=sub");
+    char longaddr[100];
+    memset(longaddr, '1', sizeof(longaddr) - 1);
+    longaddr[sizeof(longaddr) - 1] = '\0';
+    memcpy(longaddr + 90, ":5000", 6);
+    EXPECT_ERROR("not an IPv4 or IPv6 literal", NULL, NULL, "--listen", longaddr);
+    /* Ports. */
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:65536");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:-1");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:+80");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:80x,role=sub");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:99999999999");
+    EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "[::1]:http");
+    /* Flags: known ones only, each once, none empty. */
+    EXPECT_ERROR("unknown flag 'tls'", NULL, NULL, "--listen", "127.0.0.1:0,tls");
+    EXPECT_ERROR("unknown flag 'ROLE=sub'", NULL, NULL, "--listen", "127.0.0.1:0,ROLE=sub");
+    EXPECT_ERROR("unknown flag 'role'", NULL, NULL, "--listen", "127.0.0.1:0,role");
+    EXPECT_ERROR("unknown role 'subscriber'", NULL, NULL, "--listen",
+                 "127.0.0.1:0,role=subscriber");
+    EXPECT_ERROR("unknown role ''", NULL, NULL, "--listen", "127.0.0.1:0,role=");
+    EXPECT_ERROR("role given twice", NULL, NULL, "--listen", "127.0.0.1:0,role=sub,role=pub");
+    EXPECT_ERROR("role given twice", NULL, NULL, "--listen", "127.0.0.1:0,role=sub,role=sub");
+    EXPECT_ERROR("noauth given twice", NULL, NULL, "--listen", "127.0.0.1:0,noauth,noauth");
+    EXPECT_ERROR("an empty flag", NULL, NULL, "--listen", "127.0.0.1:0,");
+    EXPECT_ERROR("an empty flag", NULL, NULL, "--listen", "127.0.0.1:0,,noauth");
+    EXPECT_ERROR("an empty flag", NULL, NULL, "--listen", "127.0.0.1:0,role=sub,");
+    EXPECT_ERROR("--listen", NULL, NULL, "--listen");
+    /* A bad one among good ones is still an error. */
+    EXPECT_ERROR("unknown flag", NULL, NULL, "--listen", "127.0.0.1:0", "--listen",
+                 "127.0.0.1:0,rol=sub");
+    EXPECT_ERROR("unknown flag '?x'", NULL, NULL, "--listen", "127.0.0.1:0,\nx");
+}
+
 static void test_opts_max_frame_above_max_queue(void **state)
 {
     (void)state;
@@ -531,6 +645,9 @@ int main(void)
         cmocka_unit_test(test_opts_fractional_seconds_flags),
         cmocka_unit_test(test_opts_size_flags_limits),
         cmocka_unit_test(test_opts_max_clients_per_ip),
+        cmocka_unit_test(test_opts_listen),
+        cmocka_unit_test(test_opts_listen_at_most_eight),
+        cmocka_unit_test(test_opts_listen_errors),
         cmocka_unit_test(test_opts_max_frame_above_max_queue),
         cmocka_unit_test(test_opts_pace_window),
         cmocka_unit_test(test_opts_unknown_flag),

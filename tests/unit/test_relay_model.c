@@ -5,15 +5,17 @@
  * simulated completions in batches: recvs of random chunks of each publisher's stream, sends that
  * take what a simulated socket buffer has room for, POLLOUT, zero-copy notifications, multishot
  * recvs that end by themselves or are cancelled, readers that stop and start, clients that join
- * and leave.
+ * and leave, and pub-only clients (muted: fanout_mute, never a receiver) among them.
  *
  * Checked against a model (every frame the log got, in order, with its origin):
  *  - a client never dropped receives exactly the frames appended after it joined (its own left
- *    out when echo is off), whole and in order; a dropped one receives a subsequence of whole
- *    frames, and what it received plus what was counted dropped is everything;
+ *    out when echo is off), whole and in order, and a pub-only client nothing at all; a dropped one
+ * receives a subsequence of whole frames, and what it received plus what was counted dropped is
+ * everything;
  *  - every publisher's frames reach the log exactly as it sent them, and only while it is open;
- *  - whenever ingest appends for origin k, a receiver other than k (any, with echo) was within the
- *    pace window of the head before the append, or there was no receiver;
+ *  - whenever ingest appends for origin k, a receiver other than k (any, with echo; never a
+ *    pub-only client) was within the pace window of the head before the append, or there was no
+ *    receiver;
  *  - after every batch, what any client pins stays under the loop's ceiling (loop_setup.c): quota
  *    + 2 * (max_frame + 4 + BCAST_REC_UNITS) + what one batch appends (+ FANOUT_ZC_PIN with
  *    zero-copy), and held_bytes is exactly what the clients hold outside the log;
@@ -21,7 +23,7 @@
  *  - a cut or dropped client was over its quota (or pinned too much through zero-copy), and a
  *    dropped one is within its quota again;
  *  - recvctl's idea of the multishot recv matches the kernel's, and a wanted recv is armed;
- *  - after every batch the flow's two leaders are live clients (or the flow is stale);
+ *  - after every batch the flow's two leaders are live receiving clients (or the flow is stale);
  *  - at the end every reader drains, every publisher's stream is in the log, nothing is held.
  *
  * Two scripted cases replay, event by event, the orders in which the flow kept counting a client
@@ -178,7 +180,8 @@ struct sclient {
     /* the peer */
     bool peer_closed; /* sent its FIN: the next recv completion is EOF */
     bool publisher;
-    bool stopped; /* does not read its socket */
+    bool pub_only; /* its listener's role: publishes, never receives (muted in fanout) */
+    bool stopped;  /* does not read its socket */
     enum speed speed;
     struct buf gen;        /* what it sends to the relay: whole frames */
     uint64_t gen_sent;     /* bytes the relay received */
@@ -221,7 +224,7 @@ struct sim {
     uint64_t max_pinned;
     /* what happened, to check the run exercised everything */
     unsigned room_fail, cuts, drops, joins, leaves, pauses, shorts, zc_pending, notified, rx_ends,
-        cancels, resumes, racing, pack_holds, pack_suspends;
+        cancels, resumes, racing, pack_holds, pack_suspends, pub_onlys;
     uint64_t pack_scratch[MAXC];
 };
 
@@ -299,12 +302,12 @@ static void dump(const struct sim *m)
         if (!c->used)
             continue;
         fprintf(stderr,
-                "  slot %u: open %d doomed %d pub %d stopped %d speed %d paused %d poll %d "
+                "  slot %u: open %d doomed %d pub %d/%d stopped %d speed %d paused %d poll %d "
                 "send %d (batch %u, zc %d) cursor %llu vcursor %llu charge %llu zc %u "
                 "dropped %d unread %llu\n",
-                i, c->open, c->doomed, c->publisher, c->stopped, c->speed, c->paused, c->poll_armed,
-                c->send_pending, c->send_batch, c->s_zc, (unsigned long long)c->out.cursor,
-                (unsigned long long)c->out.vcursor,
+                i, c->open, c->doomed, c->publisher, c->pub_only, c->stopped, c->speed, c->paused,
+                c->poll_armed, c->send_pending, c->send_batch, c->s_zc,
+                (unsigned long long)c->out.cursor, (unsigned long long)c->out.vcursor,
                 (unsigned long long)fanout_charge(&m->fo, &c->out), c->out.zc_count, c->dropped,
                 (unsigned long long)(c->wpos - c->rpos));
     }
@@ -371,7 +374,7 @@ static void on_frames(void *ctx, uint32_t origin, const uint8_t *p, size_t len)
     uint64_t best = 0;
     for (uint32_t i = 0; i < MAXC; i++) {
         const struct sclient *r = &m->c[i];
-        if (!r->used || !r->open || (!m->P.echo && i == origin))
+        if (!r->used || !r->open || r->pub_only || (!m->P.echo && i == origin))
             continue;
         if (r->doomed && !flow_stale(&m->flow))
             continue;
@@ -510,6 +513,8 @@ static void try_send(struct sim *m, uint32_t slot)
     bool planned = fanout_plan(&m->fo, &c->out, slot, m->P.zerocopy, 0, &c->s, &zc);
     if (c->out.vcursor != vbefore)
         flow_advance(&m->flow, slot, c->out.vcursor);
+    if (planned && c->pub_only)
+        fail_msg("batch %u: slot %u is pub-only and was planned a send", m->batch, slot);
     if (!planned)
         return;
     assert_true((uint32_t)fanout_send_len(&c->s) > 0);
@@ -530,7 +535,7 @@ static void count_pack(struct sim *m)
     uint32_t receivers = 0, within = 0;
     for (uint32_t i = 0; i < MAXC; i++) {
         struct sclient *c = &m->c[i];
-        if (!live(c) || c->out.finishing)
+        if (!live(c) || c->out.finishing || c->pub_only)
             continue;
         bool in = c->out.vcursor >= floor;
         if (c->pack_exempt && !in)
@@ -566,7 +571,8 @@ static void pack_tick(struct sim *m)
     if (held) {
         size_t n = 0;
         for (uint32_t i = 0; i < MAXC; i++)
-            if (live(&m->c[i]) && !m->c[i].out.finishing && !m->c[i].pack_exempt)
+            if (live(&m->c[i]) && !m->c[i].out.finishing && !m->c[i].pack_exempt &&
+                !m->c[i].pub_only)
                 m->pack_scratch[n++] = m->c[i].out.vcursor;
         if (n)
             pacer = flow_pack_pacer(m->pack_scratch, n);
@@ -652,7 +658,7 @@ static void rebuild_flow(struct sim *m)
 {
     flow_reset(&m->flow);
     for (uint32_t i = 0; i < MAXC; i++)
-        if (live(&m->c[i]))
+        if (live(&m->c[i]) && !m->c[i].pub_only)
             flow_advance(&m->flow, i, m->c[i].out.vcursor);
 }
 
@@ -664,14 +670,25 @@ static void client_open(struct sim *m, uint32_t slot)
     c->used = c->open = true;
     c->publisher = m->draining ? false : chance(600);
     c->speed = (enum speed)rnd_below(3);
+    /* Slots 0 and 1 stay a publisher and a fast reader (sim_init): pub-only ones come after. */
+    c->pub_only = slot >= 2 && !m->draining && chance(150);
+    if (c->pub_only)
+        c->publisher = true;
     if (m->P.steady) {
         c->publisher = true;
+        c->pub_only = false;
         c->speed = SPEED_FAST;
     }
     c->rxf = malloc(m->P.max_frame + 8);
     assert_non_null(c->rxf);
     fanout_join(&m->fo, &c->out, slot);
-    flow_advance(&m->flow, slot, c->out.vcursor);
+    /* As loop_conn_open: a pub-only client is muted and never in the flow. */
+    if (c->pub_only) {
+        fanout_mute(&c->out);
+        m->pub_onlys++;
+    } else {
+        flow_advance(&m->flow, slot, c->out.vcursor);
+    }
     c->join_frame = c->next_frame = m->nf;
     recv_act(m, slot, recvctl_want(&c->rx, true));
     m->joins++;
@@ -1041,10 +1058,12 @@ static void check_batch(struct sim *m)
      * that left makes it stale, and it is rebuilt before the next batch's questions). */
     for (int k = 0; k < 2 && !flow_stale(&m->flow); k++) {
         uint32_t slot = m->flow.top[k].slot;
-        if (slot != FLOW_NONE && (slot >= MAXC || !live(&m->c[slot]))) {
+        if (slot != FLOW_NONE && (slot >= MAXC || !live(&m->c[slot]) || m->c[slot].pub_only)) {
             dump(m);
             fail_msg("batch %u: the flow's leader %d is slot %u, which is %s", m->batch, k, slot,
-                     slot < MAXC && m->c[slot].used ? "closing" : "gone");
+                     slot < MAXC && m->c[slot].pub_only ? "pub-only"
+                     : slot < MAXC && m->c[slot].used   ? "closing"
+                                                        : "gone");
         }
     }
 }
@@ -1239,6 +1258,11 @@ static void final_checks(struct sim *m)
         /* It received every frame due to it (a subsequence when dropped), none torn. */
         assert_int_equal(c->rxf_len, 0);
         uint64_t due = 0;
+        if (c->pub_only) { /* nothing: not a frame, not a byte */
+            assert_int_equal(c->rx_bytes, 0);
+            assert_int_equal(c->delivered, 0);
+            continue;
+        }
         for (size_t f = c->join_frame; f < m->nf; f++)
             due += expected_for(m, i, f);
         /* A dropped client may have lost the last frames due to it (when only its own came
@@ -1286,11 +1310,11 @@ static void run_model(const struct params *p)
     final_checks(m);
     printf("%s: %u batches, %zu frames, %llu bytes; joins %u leaves %u cuts %u drops %u "
            "pauses %u (racing %u, resumed %u) shorts %u zc %u/%u recv ends %u cancels %u; "
-           "pack held after %u batches, suspended %u times; "
+           "pack held after %u batches, suspended %u times; pub-only %u; "
            "max pinned %llu of log %llu units, full log %u\n",
            p->name, m->batch, m->nf, (unsigned long long)m->log.head, m->joins, m->leaves, m->cuts,
            m->drops, m->pauses, m->racing, m->resumes, m->shorts, m->zc_pending, m->notified,
-           m->rx_ends, m->cancels, m->pack_holds, m->pack_suspends,
+           m->rx_ends, m->cancels, m->pack_holds, m->pack_suspends, m->pub_onlys,
            (unsigned long long)m->max_pinned, (unsigned long long)m->log_units, m->room_fail);
     /* The run went through what it is meant to. */
     assert_true(m->nf > 1000);
@@ -1302,6 +1326,7 @@ static void run_model(const struct params *p)
         return;
     }
     assert_true(m->pauses > 0 && m->shorts > 0 && m->joins > p->clients && m->leaves > 0);
+    assert_true(m->pub_onlys > 0);
     assert_true(m->rx_ends > 0 && m->cancels > 0 && m->resumes > 0);
     if (p->policy == SLOW_DROP && !p->zerocopy)
         assert_true(m->drops > 0);
