@@ -69,7 +69,10 @@ static int open_listeners(struct loop *l, int relay_fd, int metrics_fd, union ne
         union netaddr addr;
         socklen_t alen;
         netaddr_parse_hostport(o->metrics, &addr, &alen); /* validated by opts */
-        ret = listen_socket(&addr, alen, 64, &metrics_fd, err, errlen);
+        /* The system's backlog (0), not a small one: the endpoint serves 16 at once and closes
+         * the rest at once, which a burst of scrapers only sees if the kernel takes their SYNs
+         * (with 64, a burst of 100 had some wait 1-2 s for a retransmit). */
+        ret = listen_socket(&addr, alen, 0, &metrics_fd, err, errlen);
         if (ret < 0)
             return ret;
     }
