@@ -747,6 +747,22 @@ bool hx_stream_complete(const struct hx_stream *st)
     return true;
 }
 
+/* Every healthy subscriber of @st has the whole stream, or the test fails saying how far it got
+ * within @timeout_ms (@after says from when). */
+static void expect_whole_stream(const struct hx_stream *st, int timeout_ms, const char *after)
+{
+    for (int i = 0; i < st->nsubs; i++) {
+        if (!hx_check_complete(&st->checks[i])) {
+            char d[512];
+            hx_check_describe(&st->checks[i], d, sizeof(d));
+            rc_dump(st->s);
+            fail_msg("healthy subscriber %d did not get the whole stream within %d ms%s "
+                     "(publisher sent %zu of %zu bytes): %s",
+                     i, timeout_ms, after, st->sent, st->len, d);
+        }
+    }
+}
+
 void hx_stream_finish(struct hx_stream *st, int timeout_ms)
 {
     if (st->per_sec && st->lifted_us == INT64_MAX)
@@ -756,16 +772,7 @@ void hx_stream_finish(struct hx_stream *st, int timeout_ms)
     int64_t deadline = rc_now_ms() + timeout_ms;
     while (!hx_stream_complete(st) && rc_now_ms() < deadline)
         hx_stream_step(st, 10);
-    for (int i = 0; i < st->nsubs; i++) {
-        if (!hx_check_complete(&st->checks[i])) {
-            char d[512];
-            hx_check_describe(&st->checks[i], d, sizeof(d));
-            rc_dump(st->s);
-            fail_msg("healthy subscriber %d did not get the whole stream within %d ms "
-                     "(publisher sent %zu of %zu bytes): %s",
-                     i, timeout_ms, st->sent, st->len, d);
-        }
-    }
+    expect_whole_stream(st, timeout_ms, "");
 }
 
 void hx_stream_run_out(struct hx_stream *st, int timeout_ms)
@@ -779,16 +786,7 @@ void hx_stream_run_out(struct hx_stream *st, int timeout_ms)
     for (long round = 0; round < 100000000L && !hx_stream_complete(st) && rc_now_ms() < deadline;
          round++)
         hx_stream_step(st, 10);
-    for (int i = 0; i < st->nsubs; i++) {
-        if (!hx_check_complete(&st->checks[i])) {
-            char d[512];
-            hx_check_describe(&st->checks[i], d, sizeof(d));
-            rc_dump(st->s);
-            fail_msg("healthy subscriber %d did not get the whole stream within %d ms of its "
-                     "schedule's end (publisher sent %zu of %zu bytes): %s",
-                     i, timeout_ms, st->sent, st->len, d);
-        }
-    }
+    expect_whole_stream(st, timeout_ms, " of its schedule's end");
 }
 
 void hx_stream_close(struct hx_stream *st)
