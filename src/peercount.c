@@ -5,77 +5,7 @@
 #include <string.h>
 
 #include "ringcast/alloc.h"
-
-/* ===== SipHash-2-4 (Aumasson and Bernstein), as in the reference implementation ===== */
-
-static uint64_t le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t rotl(uint64_t x, int b)
-{
-    return x << b | x >> (64 - b);
-}
-
-struct sip {
-    uint64_t v0, v1, v2, v3;
-};
-
-static void sip_round(struct sip *s)
-{
-    s->v0 += s->v1;
-    s->v1 = rotl(s->v1, 13);
-    s->v1 ^= s->v0;
-    s->v0 = rotl(s->v0, 32);
-    s->v2 += s->v3;
-    s->v3 = rotl(s->v3, 16);
-    s->v3 ^= s->v2;
-    s->v0 += s->v3;
-    s->v3 = rotl(s->v3, 21);
-    s->v3 ^= s->v0;
-    s->v2 += s->v1;
-    s->v1 = rotl(s->v1, 17);
-    s->v1 ^= s->v2;
-    s->v2 = rotl(s->v2, 32);
-}
-
-static void sip_block(struct sip *s, uint64_t m)
-{
-    s->v3 ^= m;
-    sip_round(s);
-    sip_round(s);
-    s->v0 ^= m;
-}
-
-static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
-{
-    struct sip s = {
-        .v0 = 0x736f6d6570736575ull ^ k0,
-        .v1 = 0x646f72616e646f6dull ^ k1,
-        .v2 = 0x6c7967656e657261ull ^ k0,
-        .v3 = 0x7465646279746573ull ^ k1,
-    };
-    size_t whole = len - len % 8;
-    for (size_t i = 0; i < whole; i += 8)
-        sip_block(&s, le64(in + i));
-    uint64_t last = (uint64_t)len << 56;
-    for (size_t i = 0; i < len % 8; i++)
-        last |= (uint64_t)in[whole + i] << (8 * i);
-    sip_block(&s, last);
-    s.v2 ^= 0xff;
-    for (int i = 0; i < 4; i++)
-        sip_round(&s);
-    return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
-}
-
-uint64_t peercount_siphash(const uint8_t key[16], const void *data, size_t len)
-{
-    return siphash(le64(key), le64(key + 8), data, len);
-}
+#include "ringcast/siphash.h"
 
 /* ===== the table ===== */
 
@@ -92,8 +22,7 @@ int peercount_init(struct peercount *p, uint32_t max_conns, const uint8_t key[16
         return -ENOMEM;
     p->mask = (uint32_t)(cap - 1);
     p->max_entries = max_conns;
-    p->k0 = le64(key);
-    p->k1 = le64(key + 8);
+    memcpy(p->key, key, sizeof(p->key));
     return 0;
 }
 
@@ -121,7 +50,7 @@ bool peercount_key_of(const union netaddr *a, struct peercount_key *out)
 
 static uint32_t hash_of(const struct peercount *p, const struct peercount_key *k)
 {
-    return (uint32_t)siphash(p->k0, p->k1, k->b, sizeof(k->b));
+    return (uint32_t)siphash24(p->key, k->b, sizeof(k->b));
 }
 
 /* @k's slot when it has one (*found), else the free slot that ends its probe. */

@@ -40,7 +40,7 @@ struct peercount {
     /* private */
     struct peercount_slot *slots;
     uint32_t mask; /* slots - 1; slots is a power of two, more than max_entries * 3 / 2 */
-    uint64_t k0, k1;
+    uint8_t key[16]; /* SipHash key */
 };
 
 /**
@@ -74,7 +74,5 @@ int64_t peercount_add(struct peercount *p, const struct peercount_key *k);
  */
 int64_t peercount_remove(struct peercount *p, const struct peercount_key *k);
 
-/** SipHash-2-4 of @len bytes at @data under the 16-byte @key (exposed for its test vectors). */
-uint64_t peercount_siphash(const uint8_t key[16], const void *data, size_t len);
 
 #endif
