@@ -194,6 +194,7 @@ static void new_conn(struct loop *l, uint32_t index, int fd)
     struct listener *ls = &l->listeners[index];
     c->listener = (uint8_t)index;
     c->role = ls->role & 3u;
+    auth_conn_open(l, c, ls);
     ls->accepted++;
     /* Cannot fail (see accept_setup); if it did, the connection would just go uncounted. */
     c->peer_counted = count && peercount_add(&l->peers, &key) > 0;

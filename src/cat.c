@@ -173,6 +173,11 @@ static void check_token(const struct cat_opts *o, const char *what)
         USAGE("%s: empty token" HINT, what);
     if (strchr(o->auth, '\n'))
         USAGE("%s: the token must not contain a newline" HINT, what);
+    /* The relay's rule (auth.h): anything else could never match a token of its file. */
+    size_t n = strlen(o->auth);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)o->auth[i] <= 0x20 || (unsigned char)o->auth[i] >= 0x7f || n > 256)
+            USAGE("%s: a token is 1-256 bytes of printable ASCII without spaces" HINT, what);
     /* "AUTH " + token, plus the '\n' that a line counts. */
     size_t frame = 5 + strlen(o->auth) + (o->framing == FRAMING_LINE);
     if (frame > o->max_frame)

@@ -21,6 +21,10 @@
 
 enum conn_state { CONN_FREE, CONN_OPEN, CONN_CLOSING };
 
+/* Where a connection is with AUTH (loop_auth.c): nothing to do (not asked, or done), its first
+ * frame awaited, or failed and waiting for its close. */
+enum conn_auth { CONN_AUTH_NONE, CONN_AUTH_PENDING, CONN_AUTH_FAILED };
+
 struct conn {
     /* read-only for the loop after conn_table_alloc */
     int fd;
@@ -39,7 +43,13 @@ struct conn {
     bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
     bool pack_exempt : 1;      /* dropped by the slow policy: not in the pack until it catches up */
     bool peer_counted : 1;     /* counted for --max-clients-per-ip under peer (accept.c) */
-    uint8_t role : 2;          /* enum listen_role, its listener's: set once, at accept */
+    uint8_t role : 2;          /* enum listen_role: its listener's, then met with its token's */
+    uint8_t auth : 2;          /* enum conn_auth */
+    uint8_t auth_fail;         /* enum auth_failure, once CONN_AUTH_FAILED */
+    uint16_t token;            /* the token it authenticated with (AUTH_TOKEN_NONE: none) */
+    uint16_t auth_len;         /* bytes of a split AUTH frame in auth_buf */
+    uint8_t *auth_buf;         /* a split AUTH frame, assembled (AUTH_FRAME_MAX); else NULL */
+    uint64_t auth_deadline_ns; /* pending: the AUTH deadline; failed: when it is closed */
     struct recvctl rx;         /* the multishot recv */
     uint8_t listener;          /* index in the loop's listeners (0: the default one) */
     uint32_t active_idx;       /* position in the table's dense active array */

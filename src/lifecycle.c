@@ -92,7 +92,7 @@ void lifecycle_on_signal(struct loop *l, int res)
     if (res == (int)sizeof(l->siginfo)) {
         /* A reload, never a stop (nor a second signal cutting a drain short). */
         if (l->siginfo.ssi_signo == SIGHUP)
-            say_event("SIGHUP: nothing to reload.");
+            auth_reload(l);
         else if (!l->draining)
             start_drain(l);
         else
@@ -121,7 +121,9 @@ static void check_conns(struct loop *l)
         struct conn *c = &l->conns.slots[l->conns.active[i]];
         if (!conn_live(c))
             continue;
-        if (limit && c->partial_since_ns && l->now_ns - c->partial_since_ns >= limit)
+        if (unlikely(c->auth != CONN_AUTH_NONE))
+            auth_tick(l, c);
+        else if (limit && c->partial_since_ns && l->now_ns - c->partial_since_ns >= limit)
             loop_doom(l, c, DISC_PARTIAL_TIMEOUT);
         else if (l->draining && c->drained)
             lifecycle_drain_done(l, c);

@@ -92,12 +92,13 @@ int listen_open_all(struct loop *l, int passed_fd, char *err, size_t errlen)
      * wins over --address/--port). --listen's are always bound here, activated or not. */
     l->nlisteners = 1;
     l->listeners[0].role = ROLE_BOTH;
+    l->listeners[0].auth_required = o->auth_file[0] != '\0';
     int ret = open_one(l, 0, passed_fd, o->address, o->port, err, errlen);
     for (unsigned i = 0; ret == 0 && i < o->nlisten; i++) {
         const struct opts_listen *ol = &o->listen[i];
         struct listener *ls = &l->listeners[l->nlisteners++];
         ls->role = (uint8_t)ol->role;
-        ls->noauth = ol->noauth;
+        ls->auth_required = o->auth_file[0] && !ol->noauth;
         ls->flags = ol->flags;
         ret = open_one(l, i + 1, -1, ol->address, ol->port, err, errlen);
     }

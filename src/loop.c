@@ -169,7 +169,7 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
     bool has_buf = flags & IORING_CQE_F_BUFFER;
     uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
     recv_act(l, c, recvctl_completion(&c->rx, flags & IORING_CQE_F_MORE));
-    if (unlikely(!conn_live(c) || c->out.finishing || l->draining)) {
+    if (unlikely(!conn_live(c) || c->out.finishing || l->draining || c->auth == CONN_AUTH_FAILED)) {
         if (has_buf)
             ring_bufs_recycle(&l->bufs, bid);
         return;
@@ -188,18 +188,18 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
             loop_doom(l, c, DISC_RESET);
         return;
     }
-    if (unlikely(!listen_admit(l, c))) { /* its listener's role (and later AUTH) first */
+    const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
+    size_t len = (size_t)res, used = 0;
+    if (unlikely(!listen_admit(l, c, &p, &len))) { /* AUTH and its listener's role first */
         ring_bufs_recycle(&l->bufs, bid);
         return;
     }
-    const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
-    size_t used = 0;
     enum ingest_result r;
     if (unlikely(c->paused || ingest_waiting(&c->in)))
         r = INGEST_PAUSED; /* bytes that raced the pause wait behind what is already aside */
     else
-        r = ingest_feed(&l->ingest, &c->in, c->slot, &c->out, p, (size_t)res, &used);
-    ingest_outcome(l, c, r, p + used, (size_t)res - used);
+        r = ingest_feed(&l->ingest, &c->in, c->slot, &c->out, p, len, &used);
+    ingest_outcome(l, c, r, p + used, len - used);
     /* The buffer goes back at once: a paused publisher keeps only its own bytes, aside. */
     ring_bufs_recycle(&l->bufs, bid);
 }
@@ -344,8 +344,13 @@ static void begin_close(struct loop *l, struct conn *c)
     l->nopen--;
     l->stats.disconnects[reason]++;
     char addr[NETADDR_STRLEN];
-    say_event("%s disconnected%s", netaddr_format(&c->peer, addr, sizeof(addr)),
-              stats_reason_suffix(reason));
+    netaddr_format(&c->peer, addr, sizeof(addr));
+    if (reason == DISC_AUTH_FAILED) /* never the token: only what was wrong */
+        say_event("%s disconnected (auth failed: %s).", addr,
+                  auth_failure_text((enum auth_failure)c->auth_fail));
+    else
+        say_event("%s disconnected%s", addr, stats_reason_suffix(reason));
+    auth_conn_release(c);
     ingest_close(&l->ingest, &c->in);
     if (c->paused)
         paused_remove(l, c); /* the list outlives the batch; the slot may not */
@@ -416,17 +421,26 @@ void loop_apply_verdicts(struct loop *l)
     }
 }
 
-void loop_conn_open(struct loop *l, struct conn *c)
+void loop_conn_start_receiving(struct loop *l, struct conn *c)
 {
     /* Registered now: it gets every frame whose last byte arrives from here on. */
     fanout_join(&l->fanout, &c->out, c->slot);
     /* The kernel copies on loopback whatever we ask: `auto` never tries zero-copy there, so a
      * local reader that stops cannot pin log pages (see fanout_judge). */
     c->out.zc_copied = netaddr_is_loopback(&c->peer);
-    if (c->role == ROLE_PUB) /* never a receiver: no sends, no quota, no flow, no pin */
+    flow_advance(&l->flow, c->slot, c->out.vcursor);
+}
+
+void loop_conn_open(struct loop *l, struct conn *c)
+{
+    if (c->role != ROLE_PUB && c->auth == CONN_AUTH_NONE) {
+        loop_conn_start_receiving(l, c);
+    } else {
+        /* Never a receiver (pub-only), or not yet (AUTH first): no sends, no quota, no flow,
+         * no pin. */
+        fanout_join(&l->fanout, &c->out, c->slot);
         fanout_mute(&c->out);
-    else
-        flow_advance(&l->flow, c->slot, c->out.vcursor);
+    }
     l->nopen++;
     recv_act(l, c, recvctl_want(&c->rx, true));
 }

@@ -18,6 +18,8 @@
 
 #include "conn.h"
 #include "httpd.h"
+#include "ringcast/auth.h"
+#include "ringcast/authpenalty.h"
 #include "loop.h"
 #include "ringcast/bcast.h"
 #include "ringcast/fanout.h"
@@ -65,7 +67,7 @@ struct loop_msg {
 struct listener {
     int fd;                    /* -1 once closed (the drain) */
     uint8_t role;              /* enum listen_role: what its clients may do */
-    bool noauth;               /* --listen ...,noauth: kept for authentication (later) */
+    bool auth_required;        /* --auth-file and not noauth: clients AUTH first */
     bool armed;                /* its accept is outstanding */
     rlim_t fd_limit;           /* RLIMIT_NOFILE when its accept was armed */
     uint64_t accepted;         /* connections registered through it */
@@ -121,6 +123,9 @@ struct loop {
     uint64_t rejects_per_ip_unlogged; /* --max-clients-per-ip refusals since then */
     union netaddr last_per_ip_reject; /* named in that line */
     struct peercount peers;           /* --max-clients-per-ip: open connections per address */
+    bool auth_on;                     /* --auth-file: tokens loaded (loop_auth.c) */
+    struct auth_tokens tokens;
+    struct authpenalty penalty; /* repeated AUTH failures per address */
     struct stats stats, stats_prev;
 
     struct signalfd_siginfo siginfo;
@@ -146,6 +151,8 @@ struct io_uring_sqe *loop_sqe(struct loop *l, enum ud_op op, const struct conn *
 void loop_cancel(struct loop *l, enum ud_op op, const struct conn *c);
 /* Register a new connection (accept.c) and start reading it. */
 void loop_conn_open(struct loop *l, struct conn *c);
+/* @c receives from now on, from the head (at accept, or once it authenticated). */
+void loop_conn_start_receiving(struct loop *l, struct conn *c);
 /* A verdict: @c closes with @reason at the end of the batch. */
 void loop_doom(struct loop *l, struct conn *c, enum disconnect_reason reason);
 /* Whether @c is open and no verdict is pending on it. */
@@ -208,14 +215,38 @@ void listen_violation(struct loop *l, struct conn *c, enum violation v);
 /* Fill @out (LISTENERS_MAX entries) for /metrics; returns how many. */
 size_t listen_metrics(const struct loop *l, struct metrics_listener *out);
 
+/* ---- loop_auth.c ---- */
+/* --auth-file: load the tokens (at start). 0, or -errno with @err set. */
+int auth_setup(struct loop *l, char *err, size_t errlen);
+void auth_destroy(struct loop *l);
+/* A new connection on @ls: muted until it authenticates when @ls asks for AUTH. */
+void auth_conn_open(struct loop *l, struct conn *c, const struct listener *ls);
+/* Take @c's AUTH frame from the start of @p[0..@len); returns the bytes taken. */
+size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
+/* The tick, for a client still at the gate: its AUTH deadline, or its delayed close. */
+void auth_tick(struct loop *l, struct conn *c);
+/* SIGHUP: read the auth file again; revoke the clients whose token went. */
+void auth_reload(struct loop *l);
+/* Free (and wipe) what @c holds of a split AUTH frame. */
+void auth_conn_release(struct conn *c);
+
 /*
- * Whether the bytes @c sent may be ingested: its listener's role says. The seam for
- * authentication (a later task: --auth-file, AUTH frames): on a listener without noauth, a client's
- * first frame will go to the AUTH check here, before the role applies to what follows.
+ * Which of the bytes @c sent, @p[0..@len), may be ingested: first its AUTH frame goes to the
+ * gate (on a listener that asks for it), then its role says whether it may publish. False when
+ * nothing is left to ingest; else @p and @len are what remains.
  */
-static inline bool listen_admit(struct loop *l, struct conn *c)
+static inline bool listen_admit(struct loop *l, struct conn *c, const uint8_t **p, size_t *len)
 {
-    if (likely(c->role != ROLE_SUB))
+    if (likely(c->role != ROLE_SUB && c->auth == CONN_AUTH_NONE))
+        return true;
+    if (c->auth != CONN_AUTH_NONE) {
+        size_t used = auth_gate(l, c, *p, *len);
+        *p += used;
+        *len -= used;
+        if (c->auth != CONN_AUTH_NONE || !conn_live(c) || *len == 0)
+            return false;
+    }
+    if (c->role != ROLE_SUB)
         return true;
     listen_violation(l, c, VIOL_SUB_SENT); /* a sub-only client only receives */
     return false;

@@ -45,6 +45,7 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
         .clients_waiting_writable = waiting,
         .partial_bytes = l->held_bytes,
         .log_capacity_bytes = l->log.cap,
+        .auth_tokens = l->tokens.n,
         .listeners = listeners,
     };
     m.nlisteners = listen_metrics(l, listeners);
@@ -230,7 +231,7 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         snprintf(err, errlen, "out of memory for %u client slots", max_clients);
         goto err;
     }
-    if (accept_setup(l, err, errlen) < 0)
+    if (accept_setup(l, err, errlen) < 0 || auth_setup(l, err, errlen) < 0)
         goto err;
 
     sigset_t mask;
@@ -281,12 +282,14 @@ void loop_destroy(struct loop *l)
         if (!c->fd_closed)
             close(c->fd);
         ingest_close(&l->ingest, &c->in);
+        auth_conn_release(c);
         c->out.inflight = false; /* the ring goes below: nothing is in flight any more */
         fanout_release(&l->fanout, &c->out);
     }
     conn_table_destroy(&l->conns);
     rc_free(l->pack_scratch);
     peercount_destroy(&l->peers);
+    auth_destroy(l);
     if (l->ring_ready) {
         httpd_destroy(&l->httpd);
         ring_bufs_destroy(&l->ring, &l->bufs);

@@ -72,6 +72,14 @@ static const char *const reason_label[DISC__COUNT] = {
     [DISC_NO_MEMORY] = "no_memory",
     [DISC_SHUTDOWN] = "shutdown",
     [DISC_PROTOCOL_VIOLATION] = "protocol_violation",
+    [DISC_AUTH_FAILED] = "auth_failed",
+    [DISC_TOKEN_REVOKED] = "token_revoked",
+};
+
+/* Label values for AUTH failures, in enum order. */
+static const char *const auth_failure_label[AUTHF__COUNT] = {
+    [AUTHF_MISSING] = "missing", [AUTHF_MALFORMED] = "malformed", [AUTHF_BAD_TOKEN] = "bad_token",
+    [AUTHF_ROLE] = "role",       [AUTHF_TIMEOUT] = "timeout",
 };
 
 /* Label values for protocol violations, in enum order. */
@@ -98,6 +106,24 @@ static void listener_families(struct metrics_buf *b, const struct metrics_snapsh
             "%llu\n",
             m->listeners[i].address, m->listeners[i].role,
             (unsigned long long)m->listeners[i].accepted);
+}
+
+/* Authentication (--auth-file): outcomes and reloads. Counts only: never a token. */
+static void auth_families(struct metrics_buf *b, const struct metrics_snapshot *m)
+{
+    const struct stats *s = m->stats;
+    family(b, "auth_failures_total", "counter",
+           "Clients disconnected because their AUTH failed, by reason.");
+    for (int f = 0; f < AUTHF__COUNT; f++)
+        metrics_buf_printf(b, "ringcast_auth_failures_total{reason=\"%s\"} %llu\n",
+                           auth_failure_label[f], (unsigned long long)s->auth_failures[f]);
+    counter(b, "auth_successes_total", "Clients that authenticated.", s->auth_successes);
+    counter(b, "auth_reloads_total", "Times SIGHUP read the auth file and took it.",
+            s->auth_reloads);
+    counter(b, "auth_reload_failures_total",
+            "Times SIGHUP found the auth file unusable and kept the previous one.",
+            s->auth_reload_failures);
+    gauge(b, "auth_tokens", "Tokens loaded from the auth file.", m->auth_tokens);
 }
 
 int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
@@ -142,6 +168,7 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
     for (int v = 0; v < VIOL__COUNT; v++)
         metrics_buf_printf(b, "ringcast_protocol_violations_total{reason=\"%s\"} %llu\n",
                            violation_label[v], (unsigned long long)s->protocol_violations[v]);
+    auth_families(b, m);
     counter(b, "sends_total", "Send operations to clients.", s->sends);
     counter(b, "zerocopy_sends_total", "Zero-copy send operations.", s->zc_sends);
     counter(b, "zerocopy_copied_total",

@@ -25,8 +25,7 @@ static const char usage_text[] =
     "  --listen ADDR:PORT[,role=both|pub|sub][,noauth]\n"
     "                          also listen there (repeatable, up to 8; IPv6 in brackets);\n"
     "                          role=pub clients only publish, role=sub clients only receive\n"
-    "                          (one that sends is disconnected); noauth is kept and shown,\n"
-    "                          for the authentication to come\n"
+    "                          (one that sends is disconnected); noauth: no AUTH needed there\n"
     "  --framing line|len32    line: up to and including '\\n' (default);\n"
     "                          len32: 4-byte big-endian length + payload\n"
     "  --echo                  also relay a client's frames back to itself\n"
@@ -38,6 +37,10 @@ static const char usage_text[] =
     "  --max-clients N         connections beyond N are closed at once (10000)\n"
     "  --max-clients-per-ip N  connections from one address beyond N are closed at once\n"
     "                          (0: no limit, the default)\n"
+    "  --auth-file FILE        tokens, lines 'ROLE TOKEN' (role both|pub|sub): clients must send\n"
+    "                          'AUTH TOKEN' first on every listener without noauth; the file\n"
+    "                          must not be readable by group or others; SIGHUP reloads it\n"
+    "  --auth-timeout S        time from accept to a complete AUTH frame (5)\n"
     "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
     "  --frame-timeout S       disconnect a client whose frame stays incomplete S seconds (30;\n"
     "                          0 never)\n"
@@ -158,6 +161,8 @@ enum {
     OPT_LOG_TIMESTAMPS,
     OPT_MAX_CLIENTS_PER_IP,
     OPT_LISTEN,
+    OPT_AUTH_FILE,
+    OPT_AUTH_TIMEOUT,
     OPT_VERSION,
 };
 
@@ -173,6 +178,8 @@ static const struct option long_options[] = {
     {"slow-policy", required_argument, NULL, OPT_SLOW_POLICY},
     {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
     {"max-clients-per-ip", required_argument, NULL, OPT_MAX_CLIENTS_PER_IP},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"auth-timeout", required_argument, NULL, OPT_AUTH_TIMEOUT},
     {"max-partial-memory", required_argument, NULL, OPT_MAX_PARTIAL},
     {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
@@ -205,6 +212,7 @@ static void opts_defaults(struct opts *o)
     o->zc_threshold = 16u << 10;
     o->drain_timeout = 5;
     o->frame_timeout = 30;
+    o->auth_timeout = 5;
     o->verbosity = VERB_NORMAL;
 }
 
@@ -446,6 +454,17 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
                 o->zerocopy = ZC_OFF;
             else
                 FAIL("invalid --zerocopy '%s': expected auto, on or off", optarg);
+            break;
+        case OPT_AUTH_FILE:
+            if (!*optarg || strlen(optarg) >= sizeof(o->auth_file))
+                FAIL("invalid --auth-file '%s': expected a path shorter than %zu bytes", optarg,
+                     sizeof(o->auth_file));
+            snprintf(o->auth_file, sizeof(o->auth_file), "%s", optarg);
+            break;
+        case OPT_AUTH_TIMEOUT:
+            r = seconds_arg("auth-timeout", optarg, &o->auth_timeout, err, errlen);
+            if (r == OPTS_RUN && o->auth_timeout <= 0)
+                FAIL("invalid --auth-timeout '%s': must be more than 0 seconds", optarg);
             break;
         case OPT_DRAIN_TIMEOUT:
             r = seconds_arg("drain-timeout", optarg, &o->drain_timeout, err, errlen);

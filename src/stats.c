@@ -22,6 +22,10 @@ const char *stats_reason_suffix(enum disconnect_reason r)
         /* The one violation there is so far (enum violation); a second one would carry its own
          * text from the connection. */
         return " (protocol violation: sent data on a sub-only listener).";
+    case DISC_AUTH_FAILED:
+        return " (auth failed)."; /* the loop names the failure: auth_failure_text */
+    case DISC_TOKEN_REVOKED:
+        return " (token revoked).";
     case DISC__COUNT:
         break;
     }

@@ -29,6 +29,7 @@ struct metrics_snapshot {
     uint64_t clients_waiting_writable; /* sockets full: their readers set the pace */
     uint64_t partial_bytes;            /* memory held by incomplete frames */
     uint64_t log_capacity_bytes;       /* the broadcast log */
+    uint64_t auth_tokens;              /* tokens loaded (--auth-file) */
     const struct metrics_listener *listeners; /* the default listener first */
     size_t nlisteners;
 };

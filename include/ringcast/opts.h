@@ -21,7 +21,7 @@ struct opts_listen {
     char address[64]; /* an IP literal, as given ("[::1]" keeps its brackets) */
     int port;         /* 0 picks a free port */
     enum listen_role role;
-    bool noauth; /* parsed and kept: authentication (a later task) is skipped there */
+    bool noauth; /* no AUTH frame asked for there, even with --auth-file */
     /* The flags for its start line, as given, with "role=both" first when no role was given:
      * "role=sub", "role=pub,noauth", "role=both,noauth". */
     char flags[64];
@@ -45,6 +45,8 @@ struct opts {
     double drain_timeout;  /* seconds */
     double frame_timeout;  /* seconds; 0 disables */
     double stats_interval; /* seconds; 0 disables */
+    char auth_file[1024];  /* --auth-file: tokens; empty: no authentication anywhere */
+    double auth_timeout;   /* seconds from accept to a complete AUTH frame */
     enum verbosity verbosity;
     bool log_timestamps; /* --log-timestamps: RFC 3339 UTC time before each log line */
     char metrics[80];    /* --metrics HOST:PORT; empty: off */

@@ -15,6 +15,8 @@ enum disconnect_reason {
     DISC_NO_MEMORY,
     DISC_SHUTDOWN,
     DISC_PROTOCOL_VIOLATION, /* see enum violation */
+    DISC_AUTH_FAILED,        /* see enum auth_failure */
+    DISC_TOKEN_REVOKED,      /* its token left the auth file (SIGHUP) */
     DISC__COUNT,
 };
 
@@ -22,6 +24,16 @@ enum disconnect_reason {
 enum violation {
     VIOL_SUB_SENT, /* sent data on a sub-only listener */
     VIOL__COUNT,
+};
+
+/* Why a client's AUTH failed (it is disconnected). */
+enum auth_failure {
+    AUTHF_MISSING,   /* its first frame was not AUTH */
+    AUTHF_MALFORMED, /* too long, no token, or a byte outside printable ASCII in it */
+    AUTHF_BAD_TOKEN, /* no such token */
+    AUTHF_ROLE,      /* its token's role and its listener's do not meet */
+    AUTHF_TIMEOUT,   /* no complete AUTH frame within --auth-timeout of accept */
+    AUTHF__COUNT,
 };
 
 #define STATS_BATCH_BUCKETS 17 /* up to 2^16 frames per send, then +Inf */
@@ -44,6 +56,10 @@ struct stats {
     uint64_t publisher_stalls; /* recv paused because the log was full */
     uint64_t protocol_errors;  /* frames refused: too long */
     uint64_t protocol_violations[VIOL__COUNT];
+    uint64_t auth_failures[AUTHF__COUNT];
+    uint64_t auth_successes;
+    uint64_t auth_reloads;         /* SIGHUP: the auth file read again */
+    uint64_t auth_reload_failures; /* ... and refused: the previous one kept */
     /* frames per send: batch_count_le[i] counts sends of at most 2^i frames (not cumulative);
      * the last bucket is everything larger */
     uint64_t batch_count_le[STATS_BATCH_BUCKETS + 1];

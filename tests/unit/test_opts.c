@@ -317,6 +317,34 @@ static void test_opts_max_clients_per_ip(void **state)
     EXPECT_ERROR("--max-clients-per-ip", NULL, NULL, "--max-clients-per-ip");
 }
 
+/* --auth-file: kept as given (read at start, not here); --auth-timeout: more than 0 seconds. */
+static void test_opts_auth(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--port", "1"), OPTS_RUN);
+    assert_string_equal(o.auth_file, "");
+    assert_true(o.auth_timeout == 5);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--auth-file", "/run/credentials/x/auth",
+                           "--auth-timeout", "0.5"),
+                     OPTS_RUN);
+    assert_string_equal(o.auth_file, "/run/credentials/x/auth");
+    assert_true(o.auth_timeout == 0.5);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--listen", "127.0.0.1:0,role=sub,noauth"),
+                     OPTS_RUN);
+    assert_true(o.listen[0].noauth);
+    EXPECT_ERROR("--auth-timeout", NULL, NULL, "--auth-timeout", "0");
+    EXPECT_ERROR("--auth-timeout", NULL, NULL, "--auth-timeout", "-1");
+    EXPECT_ERROR("--auth-timeout", NULL, NULL, "--auth-timeout", "abc");
+    EXPECT_ERROR("--auth-file", NULL, NULL, "--auth-file", "");
+    EXPECT_ERROR("--auth-file", NULL, NULL, "--auth-file");
+    char longpath[1100];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[sizeof(longpath) - 1] = '\0';
+    EXPECT_ERROR("--auth-file", NULL, NULL, "--auth-file", longpath);
+}
+
 /* --listen: repeatable, in order, beside the default listener; the flags kept for the start line
  * as given, with the role first when it was left out. */
 static void test_opts_listen(void **state)
@@ -645,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_opts_fractional_seconds_flags),
         cmocka_unit_test(test_opts_size_flags_limits),
         cmocka_unit_test(test_opts_max_clients_per_ip),
+        cmocka_unit_test(test_opts_auth),
         cmocka_unit_test(test_opts_listen),
         cmocka_unit_test(test_opts_listen_at_most_eight),
         cmocka_unit_test(test_opts_listen_errors),

@@ -1,0 +1,220 @@
+/*
+ * The AUTH gate (--auth-file): a client of a listener without noauth is muted (it gets nothing
+ * and pins nothing) until its first frame is a good AUTH; then its role is its token's met with
+ * its listener's, and it starts receiving from the head. A failure closes it, after a delay that
+ * grows with the failures from its address (authpenalty.h); a pending AUTH past --auth-timeout
+ * fails. SIGHUP reads the file again and disconnects the clients whose token went.
+ *
+ * Tokens never reach a log line, a metric or another client: the AUTH frame is taken here,
+ * before ingest (and its -v logging) sees a byte, and the copy assembled for a split frame is
+ * wiped when done.
+ */
+#include "loop_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ringcast/alloc.h"
+#include "say.h"
+
+int auth_setup(struct loop *l, char *err, size_t errlen)
+{
+    const char *path = l->o->auth_file;
+    if (!path[0])
+        return 0;
+    uint8_t key[16];
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        int e = errno;
+        snprintf(err, errlen, "getrandom: %s", strerror(e));
+        return -e;
+    }
+    memcpy(l->tokens.key, key, sizeof(key));
+    char why[160];
+    int ret = auth_tokens_load(&l->tokens, path, why, sizeof(why));
+    if (ret < 0) {
+        snprintf(err, errlen, "--auth-file %s: %s", path, why);
+        return ret;
+    }
+    ret = authpenalty_init(&l->penalty, key);
+    explicit_bzero(key, sizeof(key));
+    if (ret < 0) {
+        snprintf(err, errlen, "out of memory for the AUTH failure table");
+        return ret;
+    }
+    l->auth_on = true;
+    if (l->tokens.n == 0)
+        say_warn("--auth-file %s has no token: every client that must AUTH will be refused", path);
+    return 0;
+}
+
+void auth_destroy(struct loop *l)
+{
+    auth_tokens_clear(&l->tokens);
+    authpenalty_destroy(&l->penalty);
+}
+
+void auth_conn_open(struct loop *l, struct conn *c, const struct listener *ls)
+{
+    c->token = AUTH_TOKEN_NONE;
+    if (!l->auth_on || !ls->auth_required)
+        return;
+    c->auth = CONN_AUTH_PENDING;
+    c->auth_deadline_ns = l->now_ns + (uint64_t)(l->o->auth_timeout * NSEC);
+}
+
+void auth_conn_release(struct conn *c)
+{
+    if (!c->auth_buf)
+        return;
+    explicit_bzero(c->auth_buf, AUTH_FRAME_MAX);
+    rc_free(c->auth_buf);
+    c->auth_buf = NULL;
+    c->auth_len = 0;
+}
+
+/* @c's AUTH failed: it is read no more and closed, at once or after its address's delay (the
+ * tick closes it then). A timeout closes at once: it has waited long enough already. */
+static void fail(struct loop *l, struct conn *c, enum auth_failure why)
+{
+    c->auth = CONN_AUTH_FAILED;
+    c->auth_fail = (uint8_t)why;
+    l->stats.auth_failures[why]++;
+    auth_conn_release(c);
+    loop_stop_reading(l, c);
+    struct peercount_key key;
+    uint64_t delay = 0;
+    if (peercount_key_of(&c->peer, &key))
+        delay = authpenalty_fail(&l->penalty, &key, l->now_ns ? l->now_ns : 1);
+    if (why == AUTHF_TIMEOUT || delay == 0)
+        loop_doom(l, c, DISC_AUTH_FAILED);
+    else
+        c->auth_deadline_ns = l->now_ns + delay;
+}
+
+static void succeed(struct loop *l, struct conn *c, uint32_t token, enum listen_role role)
+{
+    c->auth = CONN_AUTH_NONE;
+    c->token = (uint16_t)token;
+    c->role = role & 3u;
+    l->stats.auth_successes++;
+    if (role != ROLE_PUB)
+        loop_conn_start_receiving(l, c); /* from the head: nothing from before its AUTH */
+    if (say_verbosity() == VERB_VERBOSE) {
+        char addr[NETADDR_STRLEN];
+        say_event("%s authenticated (role %s).", netaddr_format(&c->peer, addr, sizeof(addr)),
+                  opts_role_name(role));
+    }
+}
+
+/* The AUTH frame @tok[0..@len) arrived: check it. */
+static void judge(struct loop *l, struct conn *c, const uint8_t *tok, size_t len)
+{
+    int32_t idx = auth_tokens_find(&l->tokens, tok, len);
+    if (idx < 0) {
+        fail(l, c, AUTHF_BAD_TOKEN);
+        return;
+    }
+    int role = auth_role_meet((enum listen_role)l->tokens.v[idx].role, (enum listen_role)c->role);
+    if (role < 0)
+        fail(l, c, AUTHF_ROLE);
+    else
+        succeed(l, c, (uint32_t)idx, (enum listen_role)role);
+}
+
+size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
+{
+    if (c->auth != CONN_AUTH_PENDING)
+        return len; /* failed: waiting for its close, nothing it sends is looked at */
+    /* Most AUTH frames arrive whole in one buffer: parse them there. A split one is assembled
+     * in a small buffer of its own (at most AUTH_FRAME_MAX bytes, for at most --auth-timeout). */
+    size_t before = c->auth_len, took = len;
+    const uint8_t *in = p;
+    if (before) {
+        took = len < AUTH_FRAME_MAX - before ? len : AUTH_FRAME_MAX - before;
+        memcpy(c->auth_buf + before, p, took);
+        in = c->auth_buf;
+    }
+    size_t have = before + took, frame_len = 0, tok_len = 0;
+    const uint8_t *tok = NULL;
+    enum auth_frame r = auth_frame_parse(l->o->framing, in, have, &frame_len, &tok, &tok_len);
+    if (r == AUTH_FRAME_NEED_MORE && have >= AUTH_FRAME_MAX)
+        r = AUTH_FRAME_MALFORMED; /* cannot happen (the parser decides by then): stay bounded */
+    switch (r) {
+    case AUTH_FRAME_NEED_MORE:
+        if (!before) {
+            c->auth_buf = rc_malloc(AUTH_FRAME_MAX);
+            if (!c->auth_buf) {
+                loop_doom(l, c, DISC_NO_MEMORY);
+                return len;
+            }
+            memcpy(c->auth_buf, p, len);
+        }
+        c->auth_len = (uint16_t)have;
+        return len;
+    case AUTH_FRAME_NOT_AUTH:
+        fail(l, c, AUTHF_MISSING);
+        return len;
+    case AUTH_FRAME_MALFORMED:
+        fail(l, c, AUTHF_MALFORMED);
+        return len;
+    case AUTH_FRAME_OK:
+        break;
+    }
+    judge(l, c, tok, tok_len);
+    auth_conn_release(c);
+    return frame_len - before; /* what follows the frame in @p is ordinary data */
+}
+
+void auth_tick(struct loop *l, struct conn *c)
+{
+    if (l->now_ns < c->auth_deadline_ns)
+        return;
+    if (c->auth == CONN_AUTH_PENDING)
+        fail(l, c, AUTHF_TIMEOUT);
+    else
+        loop_doom(l, c, DISC_AUTH_FAILED); /* its delay is over */
+}
+
+void auth_reload(struct loop *l)
+{
+    const char *path = l->o->auth_file;
+    if (!l->auth_on) {
+        say_event("SIGHUP: nothing to reload.");
+        return;
+    }
+    struct auth_tokens fresh = {0};
+    memcpy(fresh.key, l->tokens.key, sizeof(fresh.key)); /* remap compares under one key */
+    char why[160];
+    int32_t *map = rc_calloc(l->tokens.n ? l->tokens.n : 1, sizeof(*map));
+    int ret = map ? auth_tokens_load(&fresh, path, why, sizeof(why)) : -ENOMEM;
+    if (ret < 0) {
+        l->stats.auth_reload_failures++;
+        say_error("SIGHUP: auth file not reloaded: %s: %s; keeping the previous one", path,
+                  map ? why : "out of memory");
+        rc_free(map);
+        explicit_bzero(fresh.key, sizeof(fresh.key));
+        return;
+    }
+    auth_tokens_remap(&l->tokens, &fresh, map);
+    uint32_t revoked = 0;
+    for (uint32_t i = 0; i < l->conns.nactive; i++) {
+        struct conn *c = conn_at(l, l->conns.active[i]);
+        if (!conn_live(c) || c->token == AUTH_TOKEN_NONE)
+            continue;
+        int32_t now = map[c->token];
+        if (now < 0) {
+            loop_doom(l, c, DISC_TOKEN_REVOKED);
+            c->token = AUTH_TOKEN_NONE;
+            revoked++;
+        } else {
+            c->token = (uint16_t)now;
+        }
+    }
+    rc_free(map);
+    auth_tokens_clear(&l->tokens);
+    l->tokens = fresh;
+    l->stats.auth_reloads++;
+    say_event("SIGHUP: auth file reloaded (%u tokens); %u client(s) revoked", l->tokens.n, revoked);
+}
