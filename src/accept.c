@@ -184,14 +184,26 @@ static void new_conn(struct loop *l, uint32_t index, int fd)
         reject(l, fd, &l->stats.rejected_per_ip, &l->rejects_per_ip_unlogged);
         return;
     }
+    struct listener *ls = &l->listeners[index];
+    if (!tls_accept_allowed(l, ls)) { /* before a slot: nothing is held for it */
+        close(fd);
+        return;
+    }
     struct conn *c = conn_table_alloc(&l->conns, fd);
     if (!c) {
         reject(l, fd, &l->stats.rejected_max_clients, &l->rejects_unlogged);
         return;
     }
+    if (tls_conn_open(l, c, ls) < 0) {
+        /* No memory for its TLS state. Nothing refers to the slot yet: give it back now. */
+        say_warn("out of memory for a TLS connection: closed");
+        close(fd);
+        conn_table_free(&l->conns, c);
+        return;
+    }
     c->peer = peer;
-    /* Its listener's role, for good: the engine enforces it from here on (loop_conn_open). */
-    struct listener *ls = &l->listeners[index];
+    /* Its listener's role: the engine enforces it from here on (loop_conn_open); a client
+     * certificate or a token may narrow it. */
     c->listener = (uint8_t)index;
     c->role = ls->role & 3u;
     auth_conn_open(l, c, ls);

@@ -15,6 +15,7 @@
 #include "ringcast/ingest.h"
 #include "ringcast/netaddr.h"
 #include "ringcast/recvctl.h"
+#include "tls.h"
 #include "userdata.h" /* UD_GEN_MASK: the generation travels in user_data */
 
 #define CONN_NONE UINT32_MAX
@@ -45,11 +46,13 @@ struct conn {
     bool peer_counted : 1;     /* counted for --max-clients-per-ip under peer (accept.c) */
     uint8_t role : 2;          /* enum listen_role: its listener's, then met with its token's */
     uint8_t auth : 2;          /* enum conn_auth */
-    uint8_t auth_fail;         /* enum auth_failure, once CONN_AUTH_FAILED */
+    uint8_t fail_detail;       /* enum auth_failure or tls_failure: what its close line says */
     uint16_t token;            /* the token it authenticated with (AUTH_TOKEN_NONE: none) */
     uint16_t auth_len;         /* bytes of a split AUTH frame in auth_buf */
     uint8_t *auth_buf;         /* a split AUTH frame, assembled (AUTH_FRAME_MAX); else NULL */
-    uint64_t auth_deadline_ns; /* pending: the AUTH deadline; failed: when it is closed */
+    uint64_t deadline_ns;      /* gates pending (PROXY, TLS, AUTH): the deadline from accept;
+                                  AUTH failed: when it is closed */
+    struct tls_conn *tls;      /* a TLS listener's client (loop_tls.c); else NULL */
     struct recvctl rx;         /* the multishot recv */
     uint8_t listener;          /* index in the loop's listeners (0: the default one) */
     uint32_t active_idx;       /* position in the table's dense active array */

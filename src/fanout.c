@@ -264,7 +264,7 @@ uint64_t fanout_charge(const struct fanout *fo, const struct fanout_client *fc)
 {
     if (fc->muted)
         return 0;
-    return fo->log->vhead - fc->vcursor + (fc->resid_len - fc->resid_off);
+    return fo->log->vhead - fc->vcursor + (fc->resid_len - fc->resid_off) + fc->held_out;
 }
 
 uint64_t fanout_pinned(const struct fanout *fo, const struct fanout_client *fc)

@@ -87,12 +87,23 @@ static void stop_now(struct loop *l)
         l->hard_deadline_ns = l->now_ns + 2 * NSEC;
 }
 
+/* SIGHUP: what was read from files at start, read again; each keeps the old on failure. */
+static void reload(struct loop *l)
+{
+    if (l->auth_on)
+        auth_reload(l);
+    if (l->tls_on)
+        tls_reload(l);
+    if (!l->auth_on && !l->tls_on)
+        say_event("SIGHUP: nothing to reload.");
+}
+
 void lifecycle_on_signal(struct loop *l, int res)
 {
     if (res == (int)sizeof(l->siginfo)) {
         /* A reload, never a stop (nor a second signal cutting a drain short). */
         if (l->siginfo.ssi_signo == SIGHUP)
-            auth_reload(l);
+            reload(l);
         else if (!l->draining)
             start_drain(l);
         else
@@ -121,9 +132,11 @@ static void check_conns(struct loop *l)
         struct conn *c = &l->conns.slots[l->conns.active[i]];
         if (!conn_live(c))
             continue;
-        if (unlikely(c->auth != CONN_AUTH_NONE))
-            auth_tick(l, c);
-        else if (limit && c->partial_since_ns && l->now_ns - c->partial_since_ns >= limit)
+        if (unlikely(conn_gated(c))) /* its deadline, or its delayed close; drained as others */
+            gate_tick(l, c);
+        if (!conn_live(c))
+            continue;
+        if (limit && c->partial_since_ns && l->now_ns - c->partial_since_ns >= limit)
             loop_doom(l, c, DISC_PARTIAL_TIMEOUT);
         else if (l->draining && c->drained)
             lifecycle_drain_done(l, c);

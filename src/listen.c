@@ -99,6 +99,8 @@ int listen_open_all(struct loop *l, int passed_fd, char *err, size_t errlen)
         struct listener *ls = &l->listeners[l->nlisteners++];
         ls->role = (uint8_t)ol->role;
         ls->auth_required = o->auth_file[0] && !ol->noauth;
+        ls->tls = ol->tls;
+        ls->proxy = ol->proxy;
         ls->flags = ol->flags;
         ret = open_one(l, i + 1, -1, ol->address, ol->port, err, errlen);
     }

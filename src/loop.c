@@ -189,19 +189,25 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
         return;
     }
     const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
-    size_t len = (size_t)res, used = 0;
-    if (unlikely(!listen_admit(l, c, &p, &len))) { /* AUTH and its listener's role first */
-        ring_bufs_recycle(&l->bufs, bid);
+    if (unlikely(c->tls))
+        tls_on_recv(l, c, p, (size_t)res);
+    else
+        loop_conn_input(l, c, p, (size_t)res);
+    /* The buffer goes back at once: a paused publisher keeps only its own bytes, aside. */
+    ring_bufs_recycle(&l->bufs, bid);
+}
+
+void loop_conn_input(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
+{
+    if (unlikely(!listen_admit(l, c, &p, &len))) /* AUTH and its listener's role first */
         return;
-    }
+    size_t used = 0;
     enum ingest_result r;
     if (unlikely(c->paused || ingest_waiting(&c->in)))
         r = INGEST_PAUSED; /* bytes that raced the pause wait behind what is already aside */
     else
         r = ingest_feed(&l->ingest, &c->in, c->slot, &c->out, p, len, &used);
     ingest_outcome(l, c, r, p + used, len - used);
-    /* The buffer goes back at once: a paused publisher keeps only its own bytes, aside. */
-    ring_bufs_recycle(&l->bufs, bid);
 }
 
 /* Resume paused publishers in the order they paused, as far as flow control allows. Each is
@@ -319,7 +325,8 @@ void loop_doom(struct loop *l, struct conn *c, enum disconnect_reason reason)
 /* Free the slot once the kernel holds nothing of this connection any more (after the batch). */
 void loop_maybe_finish_close(struct loop *l, struct conn *c)
 {
-    if (c->state != CONN_CLOSING || c->rx.armed || c->poll_armed || c->out.inflight || c->in_reap)
+    if (c->state != CONN_CLOSING || c->rx.armed || c->poll_armed || c->out.inflight || c->in_reap ||
+        (c->tls && c->tls->sending))
         return;
     fanout_release(&l->fanout, &c->out); /* no send points into its resid any more */
     if (c->out.zc_count) {
@@ -347,7 +354,10 @@ static void begin_close(struct loop *l, struct conn *c)
     netaddr_format(&c->peer, addr, sizeof(addr));
     if (reason == DISC_AUTH_FAILED) /* never the token: only what was wrong */
         say_event("%s disconnected (auth failed: %s).", addr,
-                  auth_failure_text((enum auth_failure)c->auth_fail));
+                  auth_failure_text((enum auth_failure)c->fail_detail));
+    else if (reason == DISC_TLS_FAILED)
+        say_event("%s disconnected (tls: %s).", addr,
+                  tls_failure_text((enum tls_failure)c->fail_detail));
     else
         say_event("%s disconnected%s", addr, stats_reason_suffix(reason));
     auth_conn_release(c);
@@ -416,6 +426,7 @@ void loop_apply_verdicts(struct loop *l)
         s = c->next_reap;
         if (!c->fd_closed)
             close(c->fd);
+        tls_conn_release(l, c);
         accept_forget(l, c);
         conn_table_free(&l->conns, c);
     }
@@ -431,9 +442,15 @@ void loop_conn_start_receiving(struct loop *l, struct conn *c)
     flow_advance(&l->flow, c->slot, c->out.vcursor);
 }
 
+void loop_gate_passed(struct loop *l, struct conn *c)
+{
+    if (!conn_gated(c) && c->role != ROLE_PUB && conn_live(c))
+        loop_conn_start_receiving(l, c); /* from the head: nothing from before */
+}
+
 void loop_conn_open(struct loop *l, struct conn *c)
 {
-    if (c->role != ROLE_PUB && c->auth == CONN_AUTH_NONE) {
+    if (c->role != ROLE_PUB && !conn_gated(c)) {
         loop_conn_start_receiving(l, c);
     } else {
         /* Never a receiver (pub-only), or not yet (AUTH first): no sends, no quota, no flow,
@@ -476,7 +493,10 @@ static void on_conn_cqe(struct loop *l, enum ud_op op, struct conn *c, int res, 
         loop_on_send(l, c, res);
         break;
     case OP_SEND:
-        loop_on_send(l, c, res);
+        if (c->tls) /* a TLS client's sends are its ciphertext */
+            tls_on_send(l, c, res);
+        else
+            loop_on_send(l, c, res);
         break;
     case OP_POLL:
         c->poll_armed = false;

@@ -58,10 +58,10 @@ void auth_destroy(struct loop *l)
 void auth_conn_open(struct loop *l, struct conn *c, const struct listener *ls)
 {
     c->token = AUTH_TOKEN_NONE;
-    if (!l->auth_on || !ls->auth_required)
-        return;
-    c->auth = CONN_AUTH_PENDING;
-    c->auth_deadline_ns = l->now_ns + (uint64_t)(l->o->auth_timeout * NSEC);
+    /* One deadline from accept for every gate: PROXY header, TLS handshake, AUTH. */
+    c->deadline_ns = l->now_ns + (uint64_t)(l->o->auth_timeout * NSEC);
+    if (l->auth_on && ls->auth_required)
+        c->auth = CONN_AUTH_PENDING;
 }
 
 void auth_conn_release(struct conn *c)
@@ -79,7 +79,7 @@ void auth_conn_release(struct conn *c)
 static void fail(struct loop *l, struct conn *c, enum auth_failure why)
 {
     c->auth = CONN_AUTH_FAILED;
-    c->auth_fail = (uint8_t)why;
+    c->fail_detail = (uint8_t)why;
     l->stats.auth_failures[why]++;
     auth_conn_release(c);
     loop_stop_reading(l, c);
@@ -90,7 +90,7 @@ static void fail(struct loop *l, struct conn *c, enum auth_failure why)
     if (why == AUTHF_TIMEOUT || delay == 0)
         loop_doom(l, c, DISC_AUTH_FAILED);
     else
-        c->auth_deadline_ns = l->now_ns + delay;
+        c->deadline_ns = l->now_ns + delay;
 }
 
 static void succeed(struct loop *l, struct conn *c, uint32_t token, enum listen_role role)
@@ -99,8 +99,7 @@ static void succeed(struct loop *l, struct conn *c, uint32_t token, enum listen_
     c->token = (uint16_t)token;
     c->role = role & 3u;
     l->stats.auth_successes++;
-    if (role != ROLE_PUB)
-        loop_conn_start_receiving(l, c); /* from the head: nothing from before its AUTH */
+    loop_gate_passed(l, c); /* the last gate: it receives from the head (unless pub-only) */
     if (say_verbosity() == VERB_VERBOSE) {
         char addr[NETADDR_STRLEN];
         say_event("%s authenticated (role %s).", netaddr_format(&c->peer, addr, sizeof(addr)),
@@ -167,11 +166,13 @@ size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
     return frame_len - before; /* what follows the frame in @p is ordinary data */
 }
 
-void auth_tick(struct loop *l, struct conn *c)
+void gate_tick(struct loop *l, struct conn *c)
 {
-    if (l->now_ns < c->auth_deadline_ns)
+    if (l->now_ns < c->deadline_ns)
         return;
-    if (c->auth == CONN_AUTH_PENDING)
+    if (c->tls && !c->tls->established)
+        tls_timeout(l, c);
+    else if (c->auth == CONN_AUTH_PENDING)
         fail(l, c, AUTHF_TIMEOUT);
     else
         loop_doom(l, c, DISC_AUTH_FAILED); /* its delay is over */
@@ -180,10 +181,6 @@ void auth_tick(struct loop *l, struct conn *c)
 void auth_reload(struct loop *l)
 {
     const char *path = l->o->auth_file;
-    if (!l->auth_on) {
-        say_event("SIGHUP: nothing to reload.");
-        return;
-    }
     struct auth_tokens fresh = {0};
     memcpy(fresh.key, l->tokens.key, sizeof(fresh.key)); /* remap compares under one key */
     char why[160];

@@ -68,6 +68,8 @@ struct listener {
     int fd;                    /* -1 once closed (the drain) */
     uint8_t role;              /* enum listen_role: what its clients may do */
     bool auth_required;        /* --auth-file and not noauth: clients AUTH first */
+    bool tls;                  /* ,tls: clients speak TLS (loop_tls.c) */
+    bool proxy;                /* ,proxy: a PROXY protocol header comes first */
     bool armed;                /* its accept is outstanding */
     rlim_t fd_limit;           /* RLIMIT_NOFILE when its accept was armed */
     uint64_t accepted;         /* connections registered through it */
@@ -126,6 +128,10 @@ struct loop {
     bool auth_on;                     /* --auth-file: tokens loaded (loop_auth.c) */
     struct auth_tokens tokens;
     struct authpenalty penalty; /* repeated AUTH failures per address */
+    bool tls_on;                /* some listener is tls: the context is loaded (loop_tls.c) */
+    struct tls_ctx tls;
+    uint32_t tls_handshaking;    /* TLS clients whose handshake is not done */
+    uint64_t tls_busy_logged_ns; /* --max-tls-handshakes refusals: logged once a second */
     struct stats stats, stats_prev;
 
     struct signalfd_siginfo siginfo;
@@ -153,6 +159,15 @@ void loop_cancel(struct loop *l, enum ud_op op, const struct conn *c);
 void loop_conn_open(struct loop *l, struct conn *c);
 /* @c receives from now on, from the head (at accept, or once it authenticated). */
 void loop_conn_start_receiving(struct loop *l, struct conn *c);
+/* The bytes @c sent (the socket's, or TLS plaintext): the gates, then ingest. */
+void loop_conn_input(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
+/* A gate (PROXY, TLS, AUTH) let @c through: once none is left, it receives (unless pub-only). */
+void loop_gate_passed(struct loop *l, struct conn *c);
+/* Whether a gate still holds @c (it is muted until none does). */
+static inline bool conn_gated(const struct conn *c)
+{
+    return c->auth != CONN_AUTH_NONE || (c->tls && !c->tls->established);
+}
 /* A verdict: @c closes with @reason at the end of the batch. */
 void loop_doom(struct loop *l, struct conn *c, enum disconnect_reason reason);
 /* Whether @c is open and no verdict is pending on it. */
@@ -176,6 +191,10 @@ void loop_flush_clients(struct loop *l);
 void loop_count_pack(struct loop *l);
 /* The pack rule's periodic check: a holding pack that stopped moving is not waited for. */
 void loop_pack_tick(struct loop *l);
+/* Wait for @c's socket to have room (POLLOUT). */
+void loop_arm_poll(struct loop *l, struct conn *c);
+/* The slow policy and a finishing client's end; false when @c is being closed. */
+bool loop_judge(struct loop *l, struct conn *c);
 /* The one send in flight to @c completed with @res. */
 void loop_on_send(struct loop *l, struct conn *c, int res);
 /* Stop reading @c (drain, errors). */
@@ -215,6 +234,27 @@ void listen_violation(struct loop *l, struct conn *c, enum violation v);
 /* Fill @out (LISTENERS_MAX entries) for /metrics; returns how many. */
 size_t listen_metrics(const struct loop *l, struct metrics_listener *out);
 
+/* ---- loop_tls.c ---- */
+/* TLS listeners: load the context (at start). 0, or -errno with @err set. */
+int tls_setup(struct loop *l, char *err, size_t errlen);
+void tls_destroy(struct loop *l);
+/* False (counted, logged once a second) when @ls is tls and --max-tls-handshakes are running. */
+bool tls_accept_allowed(struct loop *l, const struct listener *ls);
+/* A new connection on @ls: its TLS state when @ls is tls. 0 or -ENOMEM. */
+int tls_conn_open(struct loop *l, struct conn *c, const struct listener *ls);
+/* Free @c's TLS state (its slot is being freed). */
+void tls_conn_release(struct loop *l, struct conn *c);
+/* Ciphertext from @c's socket. */
+void tls_on_recv(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
+/* loop_try_send for a TLS client: what waits, else the next plan, encrypted. */
+void tls_try_send(struct loop *l, struct conn *c);
+/* A ciphertext send to @c completed with @res. */
+void tls_on_send(struct loop *l, struct conn *c, int res);
+/* The handshake was not done in time. */
+void tls_timeout(struct loop *l, struct conn *c);
+/* SIGHUP: the certificate and key again; a bad pair keeps the old ones. */
+void tls_reload(struct loop *l);
+
 /* ---- loop_auth.c ---- */
 /* --auth-file: load the tokens (at start). 0, or -errno with @err set. */
 int auth_setup(struct loop *l, char *err, size_t errlen);
@@ -223,8 +263,8 @@ void auth_destroy(struct loop *l);
 void auth_conn_open(struct loop *l, struct conn *c, const struct listener *ls);
 /* Take @c's AUTH frame from the start of @p[0..@len); returns the bytes taken. */
 size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
-/* The tick, for a client still at the gate: its AUTH deadline, or its delayed close. */
-void auth_tick(struct loop *l, struct conn *c);
+/* The tick, for a client still at a gate: its deadline, or its delayed close. */
+void gate_tick(struct loop *l, struct conn *c);
 /* SIGHUP: read the auth file again; revoke the clients whose token went. */
 void auth_reload(struct loop *l);
 /* Free (and wipe) what @c holds of a split AUTH frame. */

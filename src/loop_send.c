@@ -12,7 +12,7 @@
 #include "net.h"
 #include "say.h"
 
-static void arm_poll(struct loop *l, struct conn *c)
+void loop_arm_poll(struct loop *l, struct conn *c)
 {
     struct io_uring_sqe *sqe = loop_sqe(l, OP_POLL, c);
     io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
@@ -57,6 +57,10 @@ static bool zc_allowed(const struct loop *l, uint64_t *threshold)
 static void finish_too_long(struct loop *l, struct conn *c)
 {
     static const char msg[] = "error: frame too long\n";
+    if (c->tls) { /* plain text has no place in a TLS stream: just close */
+        loop_doom(l, c, DISC_FRAME_TOO_LONG);
+        return;
+    }
     /* Nothing of ours is in flight and the output is at a frame boundary: safe to write. */
     if (send(c->fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
         shutdown(c->fd, SHUT_WR);
@@ -64,7 +68,7 @@ static void finish_too_long(struct loop *l, struct conn *c)
 }
 
 /* The slow policy and the end of a finishing client, from fanout's verdict. */
-static bool judge(struct loop *l, struct conn *c)
+bool loop_judge(struct loop *l, struct conn *c)
 {
     switch (fanout_judge(&l->fanout, &c->out, c->slot)) {
     case FANOUT_OK:
@@ -90,6 +94,10 @@ void loop_try_send(struct loop *l, struct conn *c)
 {
     if (!conn_live(c) || c->poll_armed || c->out.inflight)
         return;
+    if (c->tls) {
+        tls_try_send(l, c);
+        return;
+    }
     uint64_t threshold = 0;
     bool zc_ok = zc_allowed(l, &threshold), zc;
     struct fanout_send s;
@@ -99,7 +107,7 @@ void loop_try_send(struct loop *l, struct conn *c)
         flow_advance(&l->flow, c->slot, c->out.vcursor); /* stepped over its own frames */
     if (!planned) {
         if (c->out.finishing)
-            judge(l, c);
+            loop_judge(l, c);
         else if (unlikely(l->draining))
             lifecycle_drain_done(l, c);
         return;
@@ -163,7 +171,7 @@ void loop_flush_clients(struct loop *l)
         if (!conn_live(c))
             continue;
         if (c->poll_armed)
-            judge(l, c);
+            loop_judge(l, c);
         else
             loop_try_send(l, c);
         /* The pack rule's count rides on this walk (sends complete later: cursors stay). */
@@ -222,13 +230,13 @@ void loop_on_send(struct loop *l, struct conn *c, int res)
         if (c->out.finishing) {
             loop_doom(l, c, DISC_FRAME_TOO_LONG);
         } else if (conn_live(c)) {
-            arm_poll(l, c);
-            judge(l, c);
+            loop_arm_poll(l, c);
+            loop_judge(l, c);
         }
     } else if (r == FANOUT_SENT_PART) {
         /* It took all, but the send stopped short of what was pending (at one of its own
          * frames, a remainder, a size cap): it is behind by the rest, so it is judged too. */
-        if (conn_live(c) && judge(l, c))
+        if (conn_live(c) && loop_judge(l, c))
             loop_try_send(l, c);
     } else {
         loop_try_send(l, c);

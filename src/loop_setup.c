@@ -46,6 +46,8 @@ static int render_metrics(void *ctx, struct metrics_buf *out)
         .partial_bytes = l->held_bytes,
         .log_capacity_bytes = l->log.cap,
         .auth_tokens = l->tokens.n,
+        .tls_on = l->tls_on,
+        .tls_not_after = l->tls.not_after,
         .listeners = listeners,
     };
     m.nlisteners = listen_metrics(l, listeners);
@@ -231,7 +233,8 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         snprintf(err, errlen, "out of memory for %u client slots", max_clients);
         goto err;
     }
-    if (accept_setup(l, err, errlen) < 0 || auth_setup(l, err, errlen) < 0)
+    if (accept_setup(l, err, errlen) < 0 || auth_setup(l, err, errlen) < 0 ||
+        tls_setup(l, err, errlen) < 0)
         goto err;
 
     sigset_t mask;
@@ -260,6 +263,11 @@ struct loop *loop_create(const struct opts *o, const struct loop_sockets *passed
         getsockname(l->httpd.listen_fd, &maddr.sa, &mlen);
         say_always("Metrics at: http://%s/metrics", netaddr_format(&maddr, addr, sizeof(addr)));
     }
+    if (l->tls_on) { /* after the start lines, which come first */
+        char probe[200];
+        tls_ktls_probe(probe, sizeof(probe));
+        say_event("%s", probe);
+    }
     l->watchdog_ns = sysd_watchdog_period_ns();
     if (say_verbosity() == VERB_VERBOSE) {
         say_event("io_uring features: %s; log %llu MiB; max clients %u", l->features,
@@ -283,6 +291,9 @@ void loop_destroy(struct loop *l)
             close(c->fd);
         ingest_close(&l->ingest, &c->in);
         auth_conn_release(c);
+        if (c->tls)
+            c->tls->sending = false; /* the ring goes below */
+        tls_conn_release(l, c);
         c->out.inflight = false; /* the ring goes below: nothing is in flight any more */
         fanout_release(&l->fanout, &c->out);
     }
@@ -290,6 +301,7 @@ void loop_destroy(struct loop *l)
     rc_free(l->pack_scratch);
     peercount_destroy(&l->peers);
     auth_destroy(l);
+    tls_destroy(l);
     if (l->ring_ready) {
         httpd_destroy(&l->httpd);
         ring_bufs_destroy(&l->ring, &l->bufs);

@@ -74,6 +74,7 @@ static const char *const reason_label[DISC__COUNT] = {
     [DISC_PROTOCOL_VIOLATION] = "protocol_violation",
     [DISC_AUTH_FAILED] = "auth_failed",
     [DISC_TOKEN_REVOKED] = "token_revoked",
+    [DISC_TLS_FAILED] = "tls_failed",
 };
 
 /* Label values for AUTH failures, in enum order. */
@@ -106,6 +107,35 @@ static void listener_families(struct metrics_buf *b, const struct metrics_snapsh
             "%llu\n",
             m->listeners[i].address, m->listeners[i].role,
             (unsigned long long)m->listeners[i].accepted);
+}
+
+/* Label values for TLS handshake failures, in enum order. */
+static const char *const tls_failure_label[TLSF__COUNT] = {
+    [TLSF_PROTOCOL] = "protocol",       [TLSF_TIMEOUT] = "timeout", [TLSF_BUSY] = "busy",
+    [TLSF_CLIENT_CERT] = "client_cert", [TLSF_ROLE] = "role",
+};
+
+/* TLS listeners: handshakes, failures, the certificate's expiry, reloads. */
+static void tls_families(struct metrics_buf *b, const struct metrics_snapshot *m)
+{
+    const struct stats *s = m->stats;
+    counter(b, "tls_handshakes_total", "TLS handshakes completed.", s->tls_handshakes);
+    family(b, "tls_handshake_failures_total", "counter",
+           "TLS connections closed before their handshake completed, by reason.");
+    for (int f = 0; f < TLSF__COUNT; f++)
+        metrics_buf_printf(b, "ringcast_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                           tls_failure_label[f], (unsigned long long)s->tls_failures[f]);
+    if (m->tls_on) {
+        family(b, "tls_certificate_expiry_seconds", "gauge",
+               "When the TLS certificate in use expires, seconds since the epoch.");
+        metrics_buf_printf(b, "ringcast_tls_certificate_expiry_seconds %lld\n",
+                           (long long)m->tls_not_after);
+    }
+    counter(b, "tls_reloads_total", "Times SIGHUP read the certificate and key and took them.",
+            s->tls_reloads);
+    counter(b, "tls_reload_failures_total",
+            "Times SIGHUP found the certificate or key unusable and kept the previous ones.",
+            s->tls_reload_failures);
 }
 
 /* Authentication (--auth-file): outcomes and reloads. Counts only: never a token. */
@@ -169,6 +199,7 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
         metrics_buf_printf(b, "ringcast_protocol_violations_total{reason=\"%s\"} %llu\n",
                            violation_label[v], (unsigned long long)s->protocol_violations[v]);
     auth_families(b, m);
+    tls_families(b, m);
     counter(b, "sends_total", "Send operations to clients.", s->sends);
     counter(b, "zerocopy_sends_total", "Zero-copy send operations.", s->zc_sends);
     counter(b, "zerocopy_copied_total",

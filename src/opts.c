@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,12 @@ static const char usage_text[] =
     "  --address ADDR          listen address, IPv4 or IPv6 literal (env ADDRESS; 127.0.0.1;\n"
     "                          '::' listens dual-stack)\n"
     "  --port PORT             listen port, 0 picks a free one (env PORT; 5000)\n"
-    "  --listen ADDR:PORT[,role=both|pub|sub][,noauth]\n"
+    "  --listen ADDR:PORT[,role=both|pub|sub][,noauth][,tls][,proxy]\n"
     "                          also listen there (repeatable, up to 8; IPv6 in brackets);\n"
     "                          role=pub clients only publish, role=sub clients only receive\n"
-    "                          (one that sends is disconnected); noauth: no AUTH needed there\n"
+    "                          (one that sends is disconnected); noauth: no AUTH needed there;\n"
+    "                          tls: TLS (--tls-cert, --tls-key); proxy: a PROXY protocol\n"
+    "                          header (v1 or v2) comes first\n"
     "  --framing line|len32    line: up to and including '\\n' (default);\n"
     "                          len32: 4-byte big-endian length + payload\n"
     "  --echo                  also relay a client's frames back to itself\n"
@@ -40,7 +43,14 @@ static const char usage_text[] =
     "  --auth-file FILE        tokens, lines 'ROLE TOKEN' (role both|pub|sub): clients must send\n"
     "                          'AUTH TOKEN' first on every listener without noauth; the file\n"
     "                          must not be readable by group or others; SIGHUP reloads it\n"
-    "  --auth-timeout S        time from accept to a complete AUTH frame (5)\n"
+    "  --auth-timeout S        time from accept to a complete AUTH frame, TLS handshake and\n"
+    "                          PROXY header included (5)\n"
+    "  --tls-cert FILE         PEM certificate chain for tls listeners (SIGHUP reloads it)\n"
+    "  --tls-key FILE          its PEM private key\n"
+    "  --tls-client-ca FILE    PEM CAs: tls listeners require client certificates they\n"
+    "                          signed; a certificate's OU pub, sub or both limits its role\n"
+    "  --max-tls-handshakes N  TLS handshakes in progress at once; beyond, new TLS\n"
+    "                          connections are closed at once (256)\n"
     "  --max-partial-memory B  all incomplete frames together; past it the largest goes (256M)\n"
     "  --frame-timeout S       disconnect a client whose frame stays incomplete S seconds (30;\n"
     "                          0 never)\n"
@@ -163,6 +173,10 @@ enum {
     OPT_LISTEN,
     OPT_AUTH_FILE,
     OPT_AUTH_TIMEOUT,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    OPT_MAX_TLS_HANDSHAKES,
     OPT_VERSION,
 };
 
@@ -180,6 +194,10 @@ static const struct option long_options[] = {
     {"max-clients-per-ip", required_argument, NULL, OPT_MAX_CLIENTS_PER_IP},
     {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
     {"auth-timeout", required_argument, NULL, OPT_AUTH_TIMEOUT},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"max-tls-handshakes", required_argument, NULL, OPT_MAX_TLS_HANDSHAKES},
     {"max-partial-memory", required_argument, NULL, OPT_MAX_PARTIAL},
     {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
@@ -213,6 +231,7 @@ static void opts_defaults(struct opts *o)
     o->drain_timeout = 5;
     o->frame_timeout = 30;
     o->auth_timeout = 5;
+    o->max_tls_handshakes = 256;
     o->verbosity = VERB_NORMAL;
 }
 
@@ -266,15 +285,26 @@ static enum opts_result listen_flag(struct opts_listen *ls, const char *v, const
         [ROLE_BOTH] = "both", [ROLE_PUB] = "pub", [ROLE_SUB] = "sub"};
     if (len == 0)
         FAIL("invalid --listen '%s': an empty flag", v);
-    if (len == 6 && !memcmp(flag, "noauth", 6)) {
-        if (ls->noauth)
-            FAIL("invalid --listen '%s': noauth given twice", v);
-        ls->noauth = true;
+    static const struct {
+        const char *name;
+        size_t offset;
+    } switches[] = {
+        {"noauth", offsetof(struct opts_listen, noauth)},
+        {"tls", offsetof(struct opts_listen, tls)},
+        {"proxy", offsetof(struct opts_listen, proxy)},
+    };
+    for (size_t i = 0; i < sizeof(switches) / sizeof(switches[0]); i++) {
+        if (len != strlen(switches[i].name) || memcmp(flag, switches[i].name, len))
+            continue;
+        bool *on = (bool *)((char *)ls + switches[i].offset);
+        if (*on)
+            FAIL("invalid --listen '%s': %s given twice", v, switches[i].name);
+        *on = true;
         return OPTS_RUN;
     }
     if (len < 5 || memcmp(flag, "role=", 5))
-        FAIL("invalid --listen '%s': unknown flag '%.*s' (expected role=both, role=pub, role=sub "
-             "or noauth)",
+        FAIL("invalid --listen '%s': unknown flag '%.*s' (expected role=both, role=pub, role=sub, "
+             "noauth, tls or proxy)",
              v, (int)len, flag);
     if (*role_set)
         FAIL("invalid --listen '%s': role given twice", v);
@@ -302,7 +332,8 @@ static enum opts_result add_listen(struct opts *o, const char *v, char *err, siz
     size_t hostport = comma ? (size_t)(comma - v) : strlen(v);
     const char *colon = memrchr(v, ':', hostport);
     if (!colon || v[hostport - 1] == ']') /* "[::1]": the colons are the address's */
-        FAIL("invalid --listen '%s': expected ADDR:PORT[,role=both|pub|sub][,noauth]", v);
+        FAIL("invalid --listen '%s': expected ADDR:PORT[,role=both|pub|sub][,noauth][,tls][,proxy]",
+             v);
     size_t alen = (size_t)(colon - v);
     char port[8];
     size_t plen = hostport - alen - 1;
@@ -354,6 +385,16 @@ static enum opts_result size_arg(const char *name, const char *v, uint64_t min, 
         FAIL("invalid --%s '%s': must be between %llu and %llu bytes", name, v,
              (unsigned long long)min, (unsigned long long)max);
     *out = size;
+    return OPTS_RUN;
+}
+
+/* A file's path, read later (at start and on SIGHUP): only its length is checked here. */
+static enum opts_result path_arg(const char *name, const char *v, char *out, size_t cap, char *err,
+                                 size_t errlen)
+{
+    if (!*v || strlen(v) >= cap)
+        FAIL("invalid --%s '%s': expected a path shorter than %zu bytes", name, v, cap);
+    snprintf(out, cap, "%s", v);
     return OPTS_RUN;
 }
 
@@ -456,10 +497,22 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
                 FAIL("invalid --zerocopy '%s': expected auto, on or off", optarg);
             break;
         case OPT_AUTH_FILE:
-            if (!*optarg || strlen(optarg) >= sizeof(o->auth_file))
-                FAIL("invalid --auth-file '%s': expected a path shorter than %zu bytes", optarg,
-                     sizeof(o->auth_file));
-            snprintf(o->auth_file, sizeof(o->auth_file), "%s", optarg);
+            r = path_arg("auth-file", optarg, o->auth_file, sizeof(o->auth_file), err, errlen);
+            break;
+        case OPT_TLS_CERT:
+            r = path_arg("tls-cert", optarg, o->tls_cert, sizeof(o->tls_cert), err, errlen);
+            break;
+        case OPT_TLS_KEY:
+            r = path_arg("tls-key", optarg, o->tls_key, sizeof(o->tls_key), err, errlen);
+            break;
+        case OPT_TLS_CLIENT_CA:
+            r = path_arg("tls-client-ca", optarg, o->tls_client_ca, sizeof(o->tls_client_ca), err,
+                         errlen);
+            break;
+        case OPT_MAX_TLS_HANDSHAKES:
+            if (parse_uint(optarg, 1u << 24, &n) < 0 || n == 0)
+                FAIL("invalid --max-tls-handshakes '%s': expected 1-16777216", optarg);
+            o->max_tls_handshakes = (uint32_t)n;
             break;
         case OPT_AUTH_TIMEOUT:
             r = seconds_arg("auth-timeout", optarg, &o->auth_timeout, err, errlen);
@@ -519,6 +572,10 @@ enum opts_result opts_parse(struct opts *o, int argc, char *const argv[], const 
     if (pace_set && o->pace_window > o->max_queue)
         FAIL("--pace-window (%llu) must not be larger than --max-queue (%llu)",
              (unsigned long long)o->pace_window, (unsigned long long)o->max_queue);
+    for (unsigned i = 0; i < o->nlisten; i++)
+        if (o->listen[i].tls && (!o->tls_cert[0] || !o->tls_key[0]))
+            FAIL("--listen %s:%d,tls needs --tls-cert and --tls-key", o->listen[i].address,
+                 o->listen[i].port);
     if (!pace_set && o->pace_window > o->max_queue / 2)
         o->pace_window = o->max_queue / 2 ? o->max_queue / 2 : 1; /* follows a small quota */
     return OPTS_RUN;

@@ -24,6 +24,8 @@ const char *stats_reason_suffix(enum disconnect_reason r)
         return " (protocol violation: sent data on a sub-only listener).";
     case DISC_AUTH_FAILED:
         return " (auth failed)."; /* the loop names the failure: auth_failure_text */
+    case DISC_TLS_FAILED:
+        return " (tls)."; /* the loop names the failure: tls_failure_text */
     case DISC_TOKEN_REVOKED:
         return " (token revoked).";
     case DISC__COUNT:

@@ -50,6 +50,8 @@ struct fanout_client {
     uint8_t *resid;                   /* drop policy: rest of a partly sent frame, kept aside */
     uint32_t resid_len, resid_off;
     uint32_t inflight_len;
+    uint32_t held_out;     /* bytes taken from the log but held outside it for this client (a TLS
+                              client's ciphertext not yet sent): charged to its quota */
     uint32_t self;         /* its slot: the origin of its own records */
     uint8_t inflight_nseg; /* ranges in the send in flight */
     uint8_t zc_head, zc_count;

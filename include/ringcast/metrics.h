@@ -30,6 +30,8 @@ struct metrics_snapshot {
     uint64_t partial_bytes;            /* memory held by incomplete frames */
     uint64_t log_capacity_bytes;       /* the broadcast log */
     uint64_t auth_tokens;              /* tokens loaded (--auth-file) */
+    int tls_on;                        /* some listener is tls */
+    int64_t tls_not_after;             /* its certificate's expiry, seconds since the epoch */
     const struct metrics_listener *listeners; /* the default listener first */
     size_t nlisteners;
 };

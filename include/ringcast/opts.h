@@ -16,15 +16,17 @@ enum listen_role { ROLE_BOTH, ROLE_PUB, ROLE_SUB };
 /* Extra listeners (--listen) beside the default one (--address/--port), at most. */
 #define OPTS_LISTEN_MAX 8
 
-/* One --listen ADDR:PORT[,role=both|pub|sub][,noauth]. */
+/* One --listen ADDR:PORT[,role=both|pub|sub][,noauth][,tls][,proxy]. */
 struct opts_listen {
     char address[64]; /* an IP literal, as given ("[::1]" keeps its brackets) */
     int port;         /* 0 picks a free port */
     enum listen_role role;
     bool noauth; /* no AUTH frame asked for there, even with --auth-file */
+    bool tls;    /* TLS (--tls-cert, --tls-key) */
+    bool proxy;  /* a PROXY protocol header (v1 or v2) comes first */
     /* The flags for its start line, as given, with "role=both" first when no role was given:
      * "role=sub", "role=pub,noauth", "role=both,noauth". */
-    char flags[64];
+    char flags[80];
 };
 
 struct opts {
@@ -42,11 +44,15 @@ struct opts {
     int backlog;                 /* 0: the system's somaxconn */
     enum zc_mode zerocopy;
     uint64_t zc_threshold;
-    double drain_timeout;  /* seconds */
-    double frame_timeout;  /* seconds; 0 disables */
-    double stats_interval; /* seconds; 0 disables */
-    char auth_file[1024];  /* --auth-file: tokens; empty: no authentication anywhere */
-    double auth_timeout;   /* seconds from accept to a complete AUTH frame */
+    double drain_timeout;        /* seconds */
+    double frame_timeout;        /* seconds; 0 disables */
+    double stats_interval;       /* seconds; 0 disables */
+    char auth_file[1024];        /* --auth-file: tokens; empty: no authentication anywhere */
+    double auth_timeout;         /* seconds from accept to a complete AUTH frame (and TLS, PROXY) */
+    char tls_cert[1024];         /* --tls-cert: PEM chain for tls listeners */
+    char tls_key[1024];          /* --tls-key: its PEM private key */
+    char tls_client_ca[1024];    /* --tls-client-ca: PEM CAs; set: client certificates required */
+    uint32_t max_tls_handshakes; /* handshakes in progress at once, at most */
     enum verbosity verbosity;
     bool log_timestamps; /* --log-timestamps: RFC 3339 UTC time before each log line */
     char metrics[80];    /* --metrics HOST:PORT; empty: off */

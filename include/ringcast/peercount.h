@@ -39,7 +39,7 @@ struct peercount {
     uint32_t max_entries; /* the most addresses it holds (peercount_init's @max_conns) */
     /* private */
     struct peercount_slot *slots;
-    uint32_t mask; /* slots - 1; slots is a power of two, more than max_entries * 3 / 2 */
+    uint32_t mask;   /* slots - 1; slots is a power of two, more than max_entries * 3 / 2 */
     uint8_t key[16]; /* SipHash key */
 };
 
@@ -73,6 +73,5 @@ int64_t peercount_add(struct peercount *p, const struct peercount_key *k);
  * count, or -ENOENT when @k has no entry (a caller's bug: nothing is changed).
  */
 int64_t peercount_remove(struct peercount *p, const struct peercount_key *k);
-
 
 #endif

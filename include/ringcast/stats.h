@@ -17,6 +17,7 @@ enum disconnect_reason {
     DISC_PROTOCOL_VIOLATION, /* see enum violation */
     DISC_AUTH_FAILED,        /* see enum auth_failure */
     DISC_TOKEN_REVOKED,      /* its token left the auth file (SIGHUP) */
+    DISC_TLS_FAILED,         /* see enum tls_failure */
     DISC__COUNT,
 };
 
@@ -34,6 +35,16 @@ enum auth_failure {
     AUTHF_ROLE,      /* its token's role and its listener's do not meet */
     AUTHF_TIMEOUT,   /* no complete AUTH frame within --auth-timeout of accept */
     AUTHF__COUNT,
+};
+
+/* Why a TLS handshake failed (the client is disconnected). */
+enum tls_failure {
+    TLSF_PROTOCOL,    /* not TLS, an unsupported version, a bad record, an alert */
+    TLSF_TIMEOUT,     /* not done within --auth-timeout of accept */
+    TLSF_BUSY,        /* --max-tls-handshakes were in progress: closed at accept */
+    TLSF_CLIENT_CERT, /* no client certificate, or one that does not verify */
+    TLSF_ROLE,        /* the certificate's OU and the listener's role do not meet */
+    TLSF__COUNT,
 };
 
 #define STATS_BATCH_BUCKETS 17 /* up to 2^16 frames per send, then +Inf */
@@ -60,6 +71,10 @@ struct stats {
     uint64_t auth_successes;
     uint64_t auth_reloads;         /* SIGHUP: the auth file read again */
     uint64_t auth_reload_failures; /* ... and refused: the previous one kept */
+    uint64_t tls_handshakes;       /* completed */
+    uint64_t tls_failures[TLSF__COUNT];
+    uint64_t tls_reloads;         /* SIGHUP: the certificate and key read again and taken */
+    uint64_t tls_reload_failures; /* ... and refused: the previous ones kept */
     /* frames per send: batch_count_le[i] counts sends of at most 2^i frames (not cumulative);
      * the last bucket is everything larger */
     uint64_t batch_count_le[STATS_BATCH_BUCKETS + 1];

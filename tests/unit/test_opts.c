@@ -345,6 +345,29 @@ static void test_opts_auth(void **state)
     EXPECT_ERROR("--auth-file", NULL, NULL, "--auth-file", longpath);
 }
 
+/* TLS options: paths kept as given (read at start), flags on --listen, the handshake cap. */
+static void test_opts_tls(void **state)
+{
+    (void)state;
+    struct opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--port", "1"), OPTS_RUN);
+    assert_int_equal(o.max_tls_handshakes, 256);
+    assert_int_equal(PARSE(&o, NULL, NULL, err, "--listen", "127.0.0.1:0,proxy,tls,role=sub",
+                           "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem",
+                           "--max-tls-handshakes", "3"),
+                     OPTS_RUN);
+    assert_true(o.listen[0].tls && o.listen[0].proxy && !o.listen[0].noauth);
+    assert_int_equal(o.listen[0].role, ROLE_SUB);
+    assert_string_equal(o.listen[0].flags, "proxy,tls,role=sub");
+    assert_string_equal(o.tls_cert, "c.pem");
+    assert_string_equal(o.tls_key, "k.pem");
+    assert_string_equal(o.tls_client_ca, "ca.pem");
+    assert_int_equal(o.max_tls_handshakes, 3);
+    EXPECT_ERROR("--max-tls-handshakes", NULL, NULL, "--max-tls-handshakes", "0");
+    EXPECT_ERROR("--tls-cert", NULL, NULL, "--tls-cert", "");
+}
+
 /* --listen: repeatable, in order, beside the default listener; the flags kept for the start line
  * as given, with the role first when it was left out. */
 static void test_opts_listen(void **state)
@@ -440,7 +463,13 @@ static void test_opts_listen_errors(void **state)
     EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "127.0.0.1:99999999999");
     EXPECT_ERROR("port must be 0-65535", NULL, NULL, "--listen", "[::1]:http");
     /* Flags: known ones only, each once, none empty. */
-    EXPECT_ERROR("unknown flag 'tls'", NULL, NULL, "--listen", "127.0.0.1:0,tls");
+    EXPECT_ERROR("unknown flag 'tlsv1'", NULL, NULL, "--listen", "127.0.0.1:0,tlsv1");
+    EXPECT_ERROR("tls given twice", NULL, NULL, "--listen", "127.0.0.1:0,tls,tls");
+    EXPECT_ERROR("proxy given twice", NULL, NULL, "--listen", "127.0.0.1:0,proxy,proxy");
+    /* A tls listener needs the certificate and its key. */
+    EXPECT_ERROR("needs --tls-cert and --tls-key", NULL, NULL, "--listen", "127.0.0.1:0,tls");
+    EXPECT_ERROR("needs --tls-cert and --tls-key", NULL, NULL, "--listen", "127.0.0.1:0,tls",
+                 "--tls-cert", "c.pem");
     EXPECT_ERROR("unknown flag 'ROLE=sub'", NULL, NULL, "--listen", "127.0.0.1:0,ROLE=sub");
     EXPECT_ERROR("unknown flag 'role'", NULL, NULL, "--listen", "127.0.0.1:0,role");
     EXPECT_ERROR("unknown role 'subscriber'", NULL, NULL, "--listen",
@@ -674,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_opts_size_flags_limits),
         cmocka_unit_test(test_opts_max_clients_per_ip),
         cmocka_unit_test(test_opts_auth),
+        cmocka_unit_test(test_opts_tls),
         cmocka_unit_test(test_opts_listen),
         cmocka_unit_test(test_opts_listen_at_most_eight),
         cmocka_unit_test(test_opts_listen_errors),
