@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ringcast/proxy.h"
 #include "say.h"
 
 #define CLIENT_SNDBUF (512 << 10)
@@ -176,7 +177,8 @@ static void new_conn(struct loop *l, uint32_t index, int fd)
     accept_peer(fd, &peer);
     struct peercount_key key;
     uint32_t per_ip = l->o->max_clients_per_ip;
-    bool count = per_ip && peercount_key_of(&peer, &key);
+    /* Behind a proxy the socket's address is the proxy's: the header's is counted, once read. */
+    bool count = per_ip && !l->listeners[index].proxy && peercount_key_of(&peer, &key);
     /* Before a slot is taken: a refused connection is never registered, so it gets no frame and
      * is nobody's receiver. */
     if (count && peercount_get(&l->peers, &key) >= per_ip) {
@@ -220,9 +222,79 @@ static void new_conn(struct loop *l, uint32_t index, int fd)
     int sndbuf = CLIENT_SNDBUF;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     l->stats.accepted++;
+    c->proxy_pending = ls->proxy;
+    char addr[NETADDR_STRLEN];
+    if (!c->proxy_pending) /* else once its header says who it is */
+        say_event("%s connected.", netaddr_format(&c->peer, addr, sizeof(addr)));
+    loop_conn_open(l, c);
+}
+
+/* ===== the PROXY protocol header (proxy listeners) ===== */
+
+static void proxy_fail(struct loop *l, struct conn *c, const char *why)
+{
+    auth_conn_release(c);
+    c->close_note = why;
+    loop_stop_reading(l, c);
+    loop_doom(l, c, DISC_PROXY_FAILED);
+}
+
+void accept_proxy_timeout(struct loop *l, struct conn *c)
+{
+    l->stats.proxy_timeout++;
+    proxy_fail(l, c, NULL); /* the close line says "timeout" */
+}
+
+/* The header's address stands for the client from now on: in the log, in the per-address count
+ * and its limit (which may refuse it now), in metrics. */
+static bool take_address(struct loop *l, struct conn *c, const struct proxy_header *h)
+{
+    if (!h->local)
+        c->peer = h->src;
+    struct peercount_key key;
+    uint32_t per_ip = l->o->max_clients_per_ip;
+    if (per_ip && peercount_key_of(&c->peer, &key)) {
+        if (peercount_get(&l->peers, &key) >= per_ip) {
+            /* Refused as if at accept: counted and logged as a refusal, not as a client. */
+            l->last_per_ip_reject = c->peer;
+            l->stats.rejected_per_ip++;
+            l->rejects_per_ip_unlogged++;
+            accept_log_rejects(l, false);
+            c->quiet_close = true;
+            loop_stop_reading(l, c);
+            loop_doom(l, c, DISC_EOF);
+            return false;
+        }
+        c->peer_counted = peercount_add(&l->peers, &key) > 0;
+    }
     char addr[NETADDR_STRLEN];
     say_event("%s connected.", netaddr_format(&c->peer, addr, sizeof(addr)));
-    loop_conn_open(l, c);
+    return true;
+}
+
+size_t accept_proxy_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
+{
+    struct gate_view v = gate_view(c, p, len, PROXY_HEADER_MAX);
+    struct proxy_header h;
+    enum proxy_result r = proxy_parse(v.bytes, v.have, &h);
+    if (r == PROXY_NEED_MORE && v.have >= PROXY_HEADER_MAX)
+        r = PROXY_INVALID; /* cannot happen (the parser decides by then): stay bounded */
+    if (r == PROXY_NEED_MORE) {
+        gate_hold(l, c, &v, PROXY_HEADER_MAX);
+        return len;
+    }
+    if (r == PROXY_INVALID) {
+        l->stats.proxy_invalid++;
+        const char *why = proxy_reason(v.bytes, v.have);
+        proxy_fail(l, c, why ? why : "invalid");
+        return len;
+    }
+    size_t used = h.len - v.before;
+    auth_conn_release(c);
+    c->proxy_pending = false;
+    if (take_address(l, c, &h))
+        loop_gate_passed(l, c);
+    return used;
 }
 
 /*

@@ -44,15 +44,18 @@ struct conn {
     bool eof : 1;              /* its peer closed while paused: close once its bytes are in */
     bool pack_exempt : 1;      /* dropped by the slow policy: not in the pack until it catches up */
     bool peer_counted : 1;     /* counted for --max-clients-per-ip under peer (accept.c) */
+    bool proxy_pending : 1;    /* a proxy listener's client: its PROXY header comes first */
+    bool quiet_close : 1;      /* closed without a log line (refused after its PROXY header) */
     uint8_t role : 2;          /* enum listen_role: its listener's, then met with its token's */
     uint8_t auth : 2;          /* enum conn_auth */
     uint8_t fail_detail;       /* enum auth_failure or tls_failure: what its close line says */
     uint16_t token;            /* the token it authenticated with (AUTH_TOKEN_NONE: none) */
-    uint16_t auth_len;         /* bytes of a split AUTH frame in auth_buf */
-    uint8_t *auth_buf;         /* a split AUTH frame, assembled (AUTH_FRAME_MAX); else NULL */
+    uint16_t auth_len;         /* bytes of a split PROXY header or AUTH frame in auth_buf */
+    uint8_t *auth_buf;         /* one, assembled (PROXY_HEADER_MAX or AUTH_FRAME_MAX); or NULL */
     uint64_t deadline_ns;      /* gates pending (PROXY, TLS, AUTH): the deadline from accept;
                                   AUTH failed: when it is closed */
     struct tls_conn *tls;      /* a TLS listener's client (loop_tls.c); else NULL */
+    const char *close_note;    /* a static detail for its close line (a PROXY header's fault) */
     struct recvctl rx;         /* the multishot recv */
     uint8_t listener;          /* index in the loop's listeners (0: the default one) */
     uint32_t active_idx;       /* position in the table's dense active array */

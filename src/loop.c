@@ -189,10 +189,18 @@ static void on_recv(struct loop *l, struct conn *c, int res, unsigned flags)
         return;
     }
     const uint8_t *p = ring_bufs_ptr(&l->bufs, bid);
-    if (unlikely(c->tls))
-        tls_on_recv(l, c, p, (size_t)res);
-    else
-        loop_conn_input(l, c, p, (size_t)res);
+    size_t len = (size_t)res;
+    if (unlikely(c->proxy_pending)) { /* before anything, TLS included */
+        size_t used = accept_proxy_gate(l, c, p, len);
+        p += used;
+        len -= used;
+    }
+    if (likely(len && conn_live(c) && !c->proxy_pending)) {
+        if (unlikely(c->tls))
+            tls_on_recv(l, c, p, len);
+        else
+            loop_conn_input(l, c, p, len);
+    }
     /* The buffer goes back at once: a paused publisher keeps only its own bytes, aside. */
     ring_bufs_recycle(&l->bufs, bid);
 }
@@ -349,12 +357,18 @@ static void begin_close(struct loop *l, struct conn *c)
     enum disconnect_reason reason = (enum disconnect_reason)c->reason;
     c->state = CONN_CLOSING;
     l->nopen--;
-    l->stats.disconnects[reason]++;
+    if (!c->quiet_close)
+        l->stats.disconnects[reason]++;
     char addr[NETADDR_STRLEN];
     netaddr_format(&c->peer, addr, sizeof(addr));
     if (reason == DISC_AUTH_FAILED) /* never the token: only what was wrong */
         say_event("%s disconnected (auth failed: %s).", addr,
                   auth_failure_text((enum auth_failure)c->fail_detail));
+    else if (c->quiet_close)
+        ; /* refused once its PROXY header told who it is: counted and logged as a refusal */
+    else if (reason == DISC_PROXY_FAILED)
+        say_event("%s disconnected (proxy header: %s).", addr,
+                  c->close_note ? c->close_note : "timeout");
     else if (reason == DISC_TLS_FAILED)
         say_event("%s disconnected (tls: %s).", addr,
                   tls_failure_text((enum tls_failure)c->fail_detail));

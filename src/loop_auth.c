@@ -68,7 +68,7 @@ void auth_conn_release(struct conn *c)
 {
     if (!c->auth_buf)
         return;
-    explicit_bzero(c->auth_buf, AUTH_FRAME_MAX);
+    explicit_bzero(c->auth_buf, c->auth_len); /* all it holds (gate_view counts what it adds) */
     rc_free(c->auth_buf);
     c->auth_buf = NULL;
     c->auth_len = 0;
@@ -122,35 +122,51 @@ static void judge(struct loop *l, struct conn *c, const uint8_t *tok, size_t len
         succeed(l, c, (uint32_t)idx, (enum listen_role)role);
 }
 
+/*
+ * What a gate (the PROXY header, the AUTH frame) looks at: most arrive whole in one receive buffer
+ * and are parsed there; a split one is assembled in a small buffer of the client's own (at most
+ * @cap bytes, for at most --auth-timeout), wiped when done (auth_conn_release).
+ */
+struct gate_view gate_view(struct conn *c, const uint8_t *p, size_t len, size_t cap)
+{
+    struct gate_view v = {.bytes = p, .have = len, .before = c->auth_len};
+    if (v.before) {
+        size_t took = len < cap - v.before ? len : cap - v.before;
+        memcpy(c->auth_buf + v.before, p, took);
+        v.bytes = c->auth_buf;
+        v.have = v.before + took;
+        c->auth_len = (uint16_t)v.have;
+    }
+    return v;
+}
+
+void gate_hold(struct loop *l, struct conn *c, const struct gate_view *v, size_t cap)
+{
+    if (!v->before) { /* first time: the bytes are still the receive buffer's */
+        c->auth_buf = rc_malloc(cap);
+        if (!c->auth_buf) {
+            loop_doom(l, c, DISC_NO_MEMORY);
+            return;
+        }
+        memcpy(c->auth_buf, v->bytes, v->have);
+    }
+    c->auth_len = (uint16_t)v->have;
+}
+
 size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
 {
     if (c->auth != CONN_AUTH_PENDING)
         return len; /* failed: waiting for its close, nothing it sends is looked at */
-    /* Most AUTH frames arrive whole in one buffer: parse them there. A split one is assembled
-     * in a small buffer of its own (at most AUTH_FRAME_MAX bytes, for at most --auth-timeout). */
-    size_t before = c->auth_len, took = len;
-    const uint8_t *in = p;
-    if (before) {
-        took = len < AUTH_FRAME_MAX - before ? len : AUTH_FRAME_MAX - before;
-        memcpy(c->auth_buf + before, p, took);
-        in = c->auth_buf;
-    }
-    size_t have = before + took, frame_len = 0, tok_len = 0;
+    struct gate_view v = gate_view(c, p, len, AUTH_FRAME_MAX);
+    size_t before = v.before, frame_len = 0, tok_len = 0;
     const uint8_t *tok = NULL;
-    enum auth_frame r = auth_frame_parse(l->o->framing, in, have, &frame_len, &tok, &tok_len);
-    if (r == AUTH_FRAME_NEED_MORE && have >= AUTH_FRAME_MAX)
+    enum auth_frame r =
+        auth_frame_parse(l->o->framing, v.bytes, v.have, &frame_len, &tok, &tok_len);
+    if (r == AUTH_FRAME_NEED_MORE && v.have >= AUTH_FRAME_MAX)
         r = AUTH_FRAME_MALFORMED; /* cannot happen (the parser decides by then): stay bounded */
     switch (r) {
     case AUTH_FRAME_NEED_MORE:
-        if (!before) {
-            c->auth_buf = rc_malloc(AUTH_FRAME_MAX);
-            if (!c->auth_buf) {
-                loop_doom(l, c, DISC_NO_MEMORY);
-                return len;
-            }
-            memcpy(c->auth_buf, p, len);
-        }
-        c->auth_len = (uint16_t)have;
+        gate_hold(l, c, &v, AUTH_FRAME_MAX);
         return len;
     case AUTH_FRAME_NOT_AUTH:
         fail(l, c, AUTHF_MISSING);
@@ -170,7 +186,9 @@ void gate_tick(struct loop *l, struct conn *c)
 {
     if (l->now_ns < c->deadline_ns)
         return;
-    if (c->tls && !c->tls->established)
+    if (c->proxy_pending)
+        accept_proxy_timeout(l, c);
+    else if (c->tls && !c->tls->established)
         tls_timeout(l, c);
     else if (c->auth == CONN_AUTH_PENDING)
         fail(l, c, AUTHF_TIMEOUT);

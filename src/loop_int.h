@@ -69,7 +69,7 @@ struct listener {
     uint8_t role;              /* enum listen_role: what its clients may do */
     bool auth_required;        /* --auth-file and not noauth: clients AUTH first */
     bool tls;                  /* ,tls: clients speak TLS (loop_tls.c) */
-    bool proxy;                /* ,proxy: a PROXY protocol header comes first */
+    bool proxy;                /* ,proxy: a PROXY protocol header comes first (accept.c) */
     bool armed;                /* its accept is outstanding */
     rlim_t fd_limit;           /* RLIMIT_NOFILE when its accept was armed */
     uint64_t accepted;         /* connections registered through it */
@@ -166,7 +166,7 @@ void loop_gate_passed(struct loop *l, struct conn *c);
 /* Whether a gate still holds @c (it is muted until none does). */
 static inline bool conn_gated(const struct conn *c)
 {
-    return c->auth != CONN_AUTH_NONE || (c->tls && !c->tls->established);
+    return c->proxy_pending || c->auth != CONN_AUTH_NONE || (c->tls && !c->tls->established);
 }
 /* A verdict: @c closes with @reason at the end of the batch. */
 void loop_doom(struct loop *l, struct conn *c, enum disconnect_reason reason);
@@ -214,6 +214,11 @@ void accept_fd_limit_changed(struct loop *l, rlim_t fd_limit);
 void accept_log_rejects(struct loop *l, bool force);
 /* --max-clients-per-ip: its table, when the option is on. 0, or -errno with @err set. */
 int accept_setup(struct loop *l, char *err, size_t errlen);
+/* A proxy listener's client: take its PROXY header from the start of @p[0..@len); returns the
+ * bytes taken. Once whole, the header's address stands for the client. */
+size_t accept_proxy_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
+/* The PROXY header did not come within the deadline. */
+void accept_proxy_timeout(struct loop *l, struct conn *c);
 /* @c's slot is being freed (loop.c, the one place): it stops counting against its address. */
 void accept_forget(struct loop *l, struct conn *c);
 rlim_t accept_fd_limit_now(void);
@@ -267,8 +272,16 @@ size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len);
 void gate_tick(struct loop *l, struct conn *c);
 /* SIGHUP: read the auth file again; revoke the clients whose token went. */
 void auth_reload(struct loop *l);
-/* Free (and wipe) what @c holds of a split AUTH frame. */
+/* Free (and wipe) what @c holds of a split PROXY header or AUTH frame. */
 void auth_conn_release(struct conn *c);
+/* The bytes a gate looks at (gate_view), and keeping them when it needs more (gate_hold). */
+struct gate_view {
+    const uint8_t *bytes;
+    size_t have;   /* bytes at bytes[] */
+    size_t before; /* of them, held from earlier receives */
+};
+struct gate_view gate_view(struct conn *c, const uint8_t *p, size_t len, size_t cap);
+void gate_hold(struct loop *l, struct conn *c, const struct gate_view *v, size_t cap);
 
 /*
  * Which of the bytes @c sent, @p[0..@len), may be ingested: first its AUTH frame goes to the

@@ -75,6 +75,7 @@ static const char *const reason_label[DISC__COUNT] = {
     [DISC_AUTH_FAILED] = "auth_failed",
     [DISC_TOKEN_REVOKED] = "token_revoked",
     [DISC_TLS_FAILED] = "tls_failed",
+    [DISC_PROXY_FAILED] = "proxy_failed",
 };
 
 /* Label values for AUTH failures, in enum order. */
@@ -168,6 +169,12 @@ int metrics_render(const struct metrics_snapshot *m, struct metrics_buf *b)
     gauge(b, "clients", "Connected relay clients.", m->clients);
 
     listener_families(b, m);
+    family(b, "proxy_header_failures_total", "counter",
+           "Connections on proxy listeners closed without a valid PROXY header, by reason.");
+    metrics_buf_printf(b, "ringcast_proxy_header_failures_total{reason=\"invalid\"} %llu\n",
+                       (unsigned long long)s->proxy_invalid);
+    metrics_buf_printf(b, "ringcast_proxy_header_failures_total{reason=\"timeout\"} %llu\n",
+                       (unsigned long long)s->proxy_timeout);
     counter(b, "connections_accepted_total", "Relay connections accepted.", s->accepted);
     family(b, "connections_rejected_total", "counter",
            "Relay connections closed at once, by reason.");

@@ -26,6 +26,8 @@ const char *stats_reason_suffix(enum disconnect_reason r)
         return " (auth failed)."; /* the loop names the failure: auth_failure_text */
     case DISC_TLS_FAILED:
         return " (tls)."; /* the loop names the failure: tls_failure_text */
+    case DISC_PROXY_FAILED:
+        return " (proxy header)."; /* the loop says what was wrong with it */
     case DISC_TOKEN_REVOKED:
         return " (token revoked).";
     case DISC__COUNT:

@@ -18,6 +18,7 @@ enum disconnect_reason {
     DISC_AUTH_FAILED,        /* see enum auth_failure */
     DISC_TOKEN_REVOKED,      /* its token left the auth file (SIGHUP) */
     DISC_TLS_FAILED,         /* see enum tls_failure */
+    DISC_PROXY_FAILED,       /* no valid PROXY header in time on a proxy listener */
     DISC__COUNT,
 };
 
@@ -75,6 +76,8 @@ struct stats {
     uint64_t tls_failures[TLSF__COUNT];
     uint64_t tls_reloads;         /* SIGHUP: the certificate and key read again and taken */
     uint64_t tls_reload_failures; /* ... and refused: the previous ones kept */
+    uint64_t proxy_invalid;       /* proxy listeners: headers refused */
+    uint64_t proxy_timeout;       /* ... or not complete within --auth-timeout */
     /* frames per send: batch_count_le[i] counts sends of at most 2^i frames (not cumulative);
      * the last bucket is everything larger */
     uint64_t batch_count_le[STATS_BATCH_BUCKETS + 1];
