@@ -5,7 +5,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ringcast/alloc.h"
@@ -147,6 +150,24 @@ int auth_tokens_parse(struct auth_tokens *t, const char *text, size_t len, char 
     return 0;
 }
 
+/*
+ * Whether @path is a credential systemd handed to this service (LoadCredential=): a file in
+ * $CREDENTIALS_DIRECTORY with an access ACL. systemd writes it 0400, root's, and grants the
+ * service's user read access by an ACL entry, whose mask the group bits show (0440): those bits
+ * then open it to that user only, in a directory only the service can reach.
+ */
+static bool systemd_credential(const char *path)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char real_dir[PATH_MAX], real_path[PATH_MAX];
+    if (!dir || !*dir || !realpath(dir, real_dir) || !realpath(path, real_path))
+        return false;
+    size_t n = strlen(real_dir);
+    if (strncmp(real_path, real_dir, n) != 0 || real_path[n] != '/')
+        return false;
+    return getxattr(real_path, "system.posix_acl_access", NULL, 0) > 0;
+}
+
 int auth_tokens_load(struct auth_tokens *t, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -163,7 +184,7 @@ int auth_tokens_load(struct auth_tokens *t, const char *path, char *err, size_t 
     } else if (!S_ISREG(st.st_mode)) {
         ret = -EINVAL;
         snprintf(err, errlen, "not a regular file");
-    } else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    } else if ((st.st_mode & S_IRWXO) || ((st.st_mode & S_IRWXG) && !systemd_credential(path))) {
         ret = -EPERM;
         snprintf(err, errlen, "readable or writable by group or others (mode %04o); chmod 600 it",
                  (unsigned)(st.st_mode & 07777));

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ringcast/auth.h"
@@ -147,6 +148,57 @@ static void test_auth_file_load_permissions(void **state)
     assert_int_equal(auth_tokens_load(&t, "/tmp", err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "not a regular file"));
     auth_tokens_clear(&t);
+}
+
+/* A systemd credential: 0400 with an ACL entry for the service's user, whose mask shows as group
+ * bits (0440). Accepted only inside $CREDENTIALS_DIRECTORY; the same file elsewhere is refused. */
+static void test_auth_file_systemd_credential(void **state)
+{
+    (void)state;
+    char dir[] = "/dev/shm/ringcast-test-cred-XXXXXX";
+    if (!mkdtemp(dir))
+        skip(); /* no /dev/shm here: nothing to check the ACL on */
+    char path[sizeof(dir) + 8];
+    snprintf(path, sizeof(path), "%s/auth", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("sub tok\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0400), 0);
+    /* user::r, user:65534:r, group::-, mask::r, other::- (the xattr's version 2 layout) */
+    const uint16_t tags[] = {0x01, 0x02, 0x04, 0x10, 0x20}, perms[] = {4, 4, 0, 4, 0};
+    const uint32_t ids[] = {UINT32_MAX, 65534, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+    uint8_t acl[4 + 5 * 8];
+    uint32_t version = 2;
+    memcpy(acl, &version, 4);
+    for (int i = 0; i < 5; i++) {
+        memcpy(acl + 4 + 8 * i, &tags[i], 2);
+        memcpy(acl + 6 + 8 * i, &perms[i], 2);
+        memcpy(acl + 8 + 8 * i, &ids[i], 4);
+    }
+    if (setxattr(path, "system.posix_acl_access", acl, sizeof(acl), 0) < 0) {
+        unlink(path);
+        rmdir(dir);
+        skip(); /* a file system without ACLs: systemd would chown instead (mode 0400) */
+    }
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0440);
+    struct auth_tokens t = {0};
+    char err[160];
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_int_equal(auth_tokens_load(&t, path, err, sizeof(err)), -EPERM);
+    setenv("CREDENTIALS_DIRECTORY", "/run/credentials/elsewhere", 1);
+    assert_int_equal(auth_tokens_load(&t, path, err, sizeof(err)), -EPERM);
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    assert_int_equal(auth_tokens_load(&t, path, err, sizeof(err)), 0);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(chmod(path, 0444), 0); /* readable by others: never */
+    assert_int_equal(auth_tokens_load(&t, path, err, sizeof(err)), -EPERM);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    auth_tokens_clear(&t);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_auth_remap(void **state)
@@ -347,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_auth_file_refusals),
         cmocka_unit_test(test_auth_file_token_limit),
         cmocka_unit_test(test_auth_file_load_permissions),
+        cmocka_unit_test(test_auth_file_systemd_credential),
         cmocka_unit_test(test_auth_remap),
         cmocka_unit_test(test_auth_role_meet),
         cmocka_unit_test(test_auth_frame_line),
