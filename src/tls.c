@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -20,6 +21,18 @@ static void last_error(char *err, size_t errlen, const char *what, const char *p
         ERR_error_string_n(e, reason, sizeof(reason));
     ERR_clear_error();
     snprintf(err, errlen, "%s %s: %s", what, path, reason);
+}
+
+/* A file that cannot be opened is named with the system's reason, not OpenSSL's "system lib". */
+static bool readable(const char *what, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
 }
 
 static int64_t expiry_of(SSL_CTX *ctx)
@@ -44,12 +57,22 @@ int tls_ctx_load(struct tls_ctx *t, const struct opts *o, char *err, size_t errl
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* Idle connections give their 16 KiB record buffers back: memory stays per active client. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    int ok = 1;
-    if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
+    int ok = readable("--tls-cert", o->tls_cert, err, errlen) &&
+             readable("--tls-key", o->tls_key, err, errlen) &&
+             (!o->tls_client_ca[0] || readable("--tls-client-ca", o->tls_client_ca, err, errlen));
+    if (!ok) {
+        /* named above */
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
         last_error(err, errlen, "--tls-cert", o->tls_cert);
         ok = 0;
     } else if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1) {
-        last_error(err, errlen, "--tls-key", o->tls_key);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            snprintf(err, errlen, "--tls-key %s does not match the certificate of --tls-cert %s",
+                     o->tls_key, o->tls_cert);
+        } else {
+            last_error(err, errlen, "--tls-key", o->tls_key);
+        }
         ok = 0;
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();

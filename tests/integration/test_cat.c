@@ -3,6 +3,9 @@
  * listening socket where the relay cannot say what was sent (the AUTH frame): two instances talk
  * through the relay in both framings, --sub-only prints a raw publisher's frames, --pub-only
  * publishes a pipe and exits 0, --auth goes first, usage errors exit 2 and runtime failures 1.
+ * --tls is proved against `openssl s_server` (no relay needed): both directions, the certificate
+ * checks (CA, host name, --servername, --insecure), a client certificate, --auth inside TLS, and
+ * key files that cannot be used; the certificates are made at run time with the openssl CLI.
  *
  * ringcast-cat's standard input and output are pipes (stdout a pipe, as with `| grep`: each frame
  * must come out without waiting for more). Every wait is bounded; nothing sleeps to pass.
@@ -22,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <dirent.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -57,15 +62,16 @@ static const char *cat_bin(void)
 }
 
 /*
- * Starts ringcast-cat ARGS with pipes for its three standard streams. env: extra "NAME=VALUE"
- * entries; RINGCAST_AUTH from the test's own environment is never passed on. (sp_spawn gives its
- * child /dev/null as standard input, hence this spawn of its own.)
+ * Starts BIN ARGS with pipes for its three standard streams (ringcast-cat, or the openssl
+ * s_server it talks to). env: extra "NAME=VALUE" entries; RINGCAST_AUTH from the test's own
+ * environment is never passed on. (sp_spawn gives its child /dev/null as standard input, hence
+ * this spawn of its own.)
  */
-static struct cat *cat_start_env(const char *const *args, const char *const *env)
+static struct cat *proc_start(const char *bin, const char *const *args, const char *const *env)
 {
     if (ncats >= MAX_CATS)
-        fail_msg("too many ringcast-cat processes in one test");
-    const char *argv[16] = {cat_bin()};
+        fail_msg("too many child processes in one test");
+    const char *argv[24] = {bin};
     size_t na = 1;
     for (; args[na - 1]; na++) {
         if (na + 1 >= sizeof(argv) / sizeof(argv[0]))
@@ -108,6 +114,12 @@ static struct cat *cat_start_env(const char *const *args, const char *const *env
     fcntl(c->out, F_SETFL, O_NONBLOCK);
     fcntl(c->err, F_SETFL, O_NONBLOCK);
     return c;
+}
+
+/* Starts ringcast-cat ARGS (see proc_start). */
+static struct cat *cat_start_env(const char *const *args, const char *const *env)
+{
+    return proc_start(cat_bin(), args, env);
 }
 
 /* "127.0.0.1:PORT" or "[::1]:PORT" for a server. */
@@ -619,7 +631,7 @@ static int run_cat(const char *const *args, char **out, char **err)
 
 static void test_cat_usage_errors(void **state)
 {
-    static const char *const cases[][5] = {
+    static const char *const cases[][6] = {
         {"localhost:5000"},
         {"127.0.0.1"},
         {"127.0.0.1:"},
@@ -638,12 +650,25 @@ static void test_cat_usage_errors(void **state)
         {"--auth", "a\nb", "127.0.0.1:5000"},
         {"--auth", "with space", "127.0.0.1:5000"},
         {"127.0.0.1:5000", "127.0.0.1:5001"},
+        /* TLS: the options that need --tls, a certificate without its key, and the reverse */
+        {"--ca", "ca.pem", "127.0.0.1:5000"},
+        {"--servername", "relay.example", "127.0.0.1:5000"},
+        {"--insecure", "127.0.0.1:5000"},
+        {"--cert", "c.pem", "--key", "c.key", "127.0.0.1:5000"},
+        {"--tls", "--cert", "c.pem", "127.0.0.1:5000"},
+        {"--tls", "--key", "c.key", "127.0.0.1:5000"},
+        {"--tls", "--insecure", "--ca", "ca.pem", "127.0.0.1:5000"},
+        {"--tls", "--ca", "", "127.0.0.1:5000"},
+        {"--tls", "--servername", "", "127.0.0.1:5000"},
+        {"--tls", "--servername", "a b", "127.0.0.1:5000"},
+        {"--tls", "--ca"},
+        {"--tls", "localhost:5000"},
         {NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out, *err;
         int code = run_cat(cases[i], &out, &err);
-        char args[160] = "";
+        char args[200] = "";
         for (int j = 0; cases[i][j]; j++) {
             strcat(args, cases[i][j]);
             strcat(args, " ");
@@ -674,6 +699,8 @@ static void test_cat_help_version(void **state)
     assert_int_equal(run_cat((const char *const[]){"--help", NULL}, &out, &err), 0);
     assert_non_null(strstr(out, "Usage: ringcast-cat"));
     assert_non_null(strstr(out, "--pub-only"));
+    assert_non_null(strstr(out, "--tls"));
+    assert_non_null(strstr(out, "--insecure"));
     assert_string_equal(err, "");
     char *help = out;
     free(err);
@@ -703,6 +730,342 @@ static void test_cat_connection_refused(void **state)
     free(err);
 }
 
+/* ------------------------------------------------------------------ (f) --tls */
+
+/*
+ * Certificates made at run time with the openssl CLI into a temporary directory (removed by the
+ * group teardown): a CA, a server certificate for 127.0.0.1, ::1 and localhost, a client
+ * certificate, and a server certificate issued by another CA. EC P-256 keys: quick to make.
+ */
+static char tls_dir[256];
+
+static const char *openssl_bin(void)
+{
+    static char path[512];
+    if (*path)
+        return path;
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", env && *env ? env : "/usr/bin:/bin");
+    for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof(path), "%s/openssl", d);
+        if (access(path, X_OK) == 0)
+            return path;
+    }
+    *path = '\0';
+    return NULL;
+}
+
+/* $tls_dir/name, in one of 32 rotating buffers (a case table uses several at once). */
+static const char *tls_file(const char *name)
+{
+    static char bufs[32][600];
+    static unsigned next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof(bufs[0]), "%s/%s", tls_dir, name);
+    return b;
+}
+
+static void openssl_run(const char *const *args)
+{
+    const char *argv[32] = {openssl_bin()};
+    size_t n = 1;
+    for (; args[n - 1] && n < 31; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    char *out, *err;
+    int code = sp_run(argv, RC_IO_MS, &out, &err);
+    if (code != 0)
+        fail_msg("openssl %s %s: exit %d: %s", args[0], args[1] ? args[1] : "", code, err);
+    free(out);
+    free(err);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        fail_msg("%s: %s", path, strerror(errno));
+}
+
+/* NAME.key and NAME.pem, signed by CA.pem/CA.key (CA NULL: a self-signed CA), with the
+ * extensions of EXT (NULL: none). */
+static void make_cert(const char *name, const char *subj, const char *ca, const char *ext,
+                      const char *serial)
+{
+    char key[64], pem[64], csr[64], ca_pem[64], ca_key[64], extf[64];
+    snprintf(key, sizeof(key), "%s.key", name);
+    snprintf(pem, sizeof(pem), "%s.pem", name);
+    snprintf(csr, sizeof(csr), "%s.csr", name);
+    snprintf(extf, sizeof(extf), "%s.ext", name);
+    const char *ec[] = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"};
+    if (!ca) {
+        openssl_run((const char *const[]){"req", "-x509", ec[0], ec[1], ec[2], ec[3], ec[4],
+                                          "-keyout", tls_file(key), "-out", tls_file(pem), "-days",
+                                          "30", "-subj", subj, NULL});
+        return;
+    }
+    snprintf(ca_pem, sizeof(ca_pem), "%s.pem", ca);
+    snprintf(ca_key, sizeof(ca_key), "%s.key", ca);
+    openssl_run((const char *const[]){"req", "-new", ec[0], ec[1], ec[2], ec[3], ec[4], "-keyout",
+                                      tls_file(key), "-out", tls_file(csr), "-subj", subj, NULL});
+    write_text(tls_file(extf), ext);
+    openssl_run((const char *const[]){"x509", "-req", "-in", tls_file(csr), "-CA", tls_file(ca_pem),
+                                      "-CAkey", tls_file(ca_key), "-set_serial", serial, "-days",
+                                      "30", "-extfile", tls_file(extf), "-out", tls_file(pem),
+                                      NULL});
+}
+
+/* Makes the certificates once; skips the test when there is no openssl CLI. */
+static void tls_certs(void)
+{
+    if (*tls_dir)
+        return;
+    if (!openssl_bin())
+        skip();
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tls_dir, sizeof(tls_dir), "%s/ringcast-test-cat-tls-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(tls_dir))
+        fail_msg("mkdtemp %s: %s", tls_dir, strerror(errno));
+    static const char server_ext[] = "basicConstraints=CA:FALSE\n"
+                                     "extendedKeyUsage=serverAuth\n"
+                                     "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n";
+    make_cert("ca", "/CN=ringcast-cat test CA", NULL, NULL, NULL);
+    make_cert("server", "/CN=ringcast-cat test server", "ca", server_ext, "0x1001");
+    make_cert("client", "/CN=ringcast-cat test client/OU=both", "ca",
+              "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n", "0x2001");
+    make_cert("other-ca", "/CN=another CA", NULL, NULL, NULL);
+    make_cert("other", "/CN=ringcast-cat test server by another CA", "other-ca", server_ext,
+              "0x3001");
+}
+
+static int tls_group_teardown(void **state)
+{
+    (void)state;
+    if (!*tls_dir)
+        return 0;
+    DIR *d = opendir(tls_dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            unlink(tls_file(e->d_name));
+    if (d)
+        closedir(d);
+    rmdir(tls_dir);
+    return 0;
+}
+
+/* `openssl s_server` on 127.0.0.1 with CERT.pem/CERT.key and EXTRA arguments, standard streams
+ * piped: what a client sends comes out of its standard output (-quiet prints nothing else), and
+ * what goes into its standard input is sent to the client. *port gets its port. */
+static struct cat *s_server(const char *cert, const char *const *extra, int *port)
+{
+    char pem[64], key[64];
+    snprintf(pem, sizeof(pem), "%s.pem", cert);
+    snprintf(key, sizeof(key), "%s.key", cert);
+    /* A port free a moment ago may be taken before s_server binds it: then it exits, so try
+     * another. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        char accept[32];
+        *port = sp_free_port();
+        snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
+        const char *args[20] = {"s_server",    "-accept", accept,        "-cert",
+                                tls_file(pem), "-key",    tls_file(key), "-quiet"};
+        size_t n = 8;
+        for (size_t i = 0; extra && extra[i] && n < 19; i++)
+            args[n++] = extra[i];
+        args[n] = NULL;
+        struct cat *srv = proc_start(openssl_bin(), args, NULL);
+        /* The probe connection fails its handshake at once; s_server goes on to the next. */
+        if (sp_wait_listening(*port, srv->pid, RC_WAIT_MS))
+            return srv;
+        if (sp_wait(srv->pid, 0) == -2)
+            fail_msg("openssl s_server did not listen within %d ms: %s", RC_WAIT_MS, cat_err(srv));
+        srv->pid = 0;
+    }
+    fail_msg("openssl s_server could not listen on a free port 5 times");
+    return NULL;
+}
+
+/* ringcast-cat ARGS... 127.0.0.1:PORT (ARGS NULL-terminated). */
+static struct cat *cat_tls(int port, const char *const *args)
+{
+    const char *argv[16];
+    size_t n = 0;
+    for (; args[n] && n < 14; n++)
+        argv[n] = args[n];
+    char where[32];
+    snprintf(where, sizeof(where), "127.0.0.1:%d", port);
+    argv[n++] = where;
+    argv[n] = NULL;
+    return cat_start_env(argv, NULL);
+}
+
+/* Both directions through s_server: a line typed into ringcast-cat comes out of s_server, a
+ * line typed into s_server out of ringcast-cat; SIGINT ends ringcast-cat with 0. */
+static void tls_round_trip(struct cat *srv, struct cat *c, const char *tag)
+{
+    char line[64];
+    snprintf(line, sizeof(line), "to s_server %s\n", tag);
+    cat_write_str(c, line);
+    cat_expect_str(srv, line);
+    snprintf(line, sizeof(line), "from s_server %s\n", tag);
+    cat_write_str(srv, line);
+    cat_expect_str(c, line);
+    kill(c->pid, SIGINT);
+    assert_int_equal(cat_wait(c), 0);
+    assert_string_equal(cat_err(c), "");
+}
+
+/* --tls --ca: the certificate is for 127.0.0.1 (HOST) and localhost (--servername); --insecure
+ * accepts what would not verify. */
+static void test_cat_tls_s_server(void **state)
+{
+    tls_certs();
+    int port;
+    struct cat *srv = s_server("server", NULL, &port);
+    tls_round_trip(
+        srv, cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), NULL}), "1");
+    tls_round_trip(srv,
+                   cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"),
+                                                       "--servername", "localhost", NULL}),
+                   "2");
+    tls_round_trip(srv,
+                   cat_tls(port, (const char *const[]){"--tls", "--insecure", "--servername",
+                                                       "wrong.example", NULL}),
+                   "3");
+    /* --pub-only: close_notify and FIN once all is sent; s_server then closes, and exit 0. */
+    struct cat *p = cat_tls(
+        port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), "--pub-only", NULL});
+    cat_write_str(p, "last one\nand the end");
+    cat_close_stdin(p);
+    cat_expect_str(srv, "last one\nand the end\n");
+    assert_int_equal(cat_wait(p), 0);
+    assert_string_equal(cat_err(p), "");
+}
+
+/* What must not verify exits 1 with one line that says why, before anything is sent. */
+static void test_cat_tls_verify_failures(void **state)
+{
+    tls_certs();
+    int port, other_port;
+    struct cat *srv = s_server("server", NULL, &port);
+    struct cat *other = s_server("other", NULL, &other_port);
+    const struct {
+        int port;
+        const char *args[6];
+        const char *want;
+    } cases[] = {
+        /* the system's store does not know the test CA */
+        {port, {"--tls", NULL}, "unable to get local issuer certificate"},
+        {port,
+         {"--tls", "--ca", tls_file("ca.pem"), "--servername", "wrong.example", NULL},
+         "hostname mismatch"},
+        {port,
+         {"--tls", "--ca", tls_file("ca.pem"), "--servername", "127.0.0.2", NULL},
+         "IP address mismatch"},
+        {other_port,
+         {"--tls", "--ca", tls_file("ca.pem"), NULL},
+         "unable to get local issuer certificate"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cat *c = cat_tls(cases[i].port, cases[i].args);
+        cat_write_str(c, "never sent\n");
+        int code = cat_wait(c);
+        const char *err = cat_err(c);
+        if (code != 1 || count_lines(err) != 1 || !strstr(err, cases[i].want) ||
+            !strstr(err, "TLS handshake failed"))
+            fail_msg("case %zu: exit %d, stderr \"%s\"; want exit 1 and one line with \"%s\"", i,
+                     code, err, cases[i].want);
+        cat_expect_no_more_output(c);
+    }
+    /* Nothing got through to either server. */
+    char buf[64];
+    assert_int_equal(read(srv->out, buf, sizeof(buf)), -1);
+    assert_int_equal(read(other->out, buf, sizeof(buf)), -1);
+
+    /* A plain listener never answers the ClientHello: the 10 s handshake limit ends it. */
+    int lport;
+    int lfd = listen_plain(&lport);
+    struct cat *c = cat_tls(lport, (const char *const[]){"--tls", "--insecure", NULL});
+    int fd = accept_within(lfd, c);
+    int code = sp_wait(c->pid, 10000 + RC_WAIT_MS);
+    c->pid = 0;
+    const char *err = cat_err(c);
+    if (code != 1 || count_lines(err) != 1 || !strstr(err, "is it a TLS listener?"))
+        fail_msg("plain listener: exit %d, stderr \"%s\"", code, err);
+    close(fd);
+    close(lfd);
+}
+
+/* Mutual TLS: s_server asks for a client certificate of the test CA. */
+static void test_cat_tls_client_cert(void **state)
+{
+    tls_certs();
+    int port;
+    const char *v[] = {"-Verify", "1", "-CAfile", tls_file("ca.pem"), NULL};
+    struct cat *srv = s_server("server", v, &port);
+    tls_round_trip(srv,
+                   cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"),
+                                                       "--cert", tls_file("client.pem"), "--key",
+                                                       tls_file("client.key"), NULL}),
+                   "mtls");
+    /* Without one: refused with an alert (TLS 1.3: after the handshake, on the first read). */
+    struct cat *c = cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), NULL});
+    int code = cat_wait(c);
+    const char *err = cat_err(c);
+    if (code != 1 || count_lines(err) != 1 || !strstr(err, "certificate required") ||
+        !strstr(err, "--cert"))
+        fail_msg("no client certificate: exit %d, stderr \"%s\"", code, err);
+}
+
+/* --auth: AUTH is the first frame inside TLS, after the handshake. */
+static void test_cat_tls_auth(void **state)
+{
+    tls_certs();
+    int port;
+    struct cat *srv = s_server("server", NULL, &port);
+    struct cat *c = cat_tls(
+        port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), "--auth", "tok", NULL});
+    cat_write_str(c, "hello\n");
+    cat_expect_str(srv, "AUTH tok\nhello\n");
+    kill(c->pid, SIGTERM);
+    assert_int_equal(cat_wait(c), 0);
+}
+
+/* Key files that cannot be used: exit 1 before connecting, one line, no key material. */
+static void test_cat_tls_bad_files(void **state)
+{
+    tls_certs();
+    write_text(tls_file("empty.pem"), "");
+    const struct {
+        const char *args[8];
+        const char *want;
+    } cases[] = {
+        {{"--tls", "--cert", tls_file("client.pem"), "--key", tls_file("server.key"), NULL},
+         "does not match"},
+        {{"--tls", "--cert", tls_file("client.pem"), "--key", tls_file("missing.key"), NULL},
+         "No such file or directory"},
+        {{"--tls", "--cert", tls_file("client.key"), "--key", tls_file("client.key"), NULL},
+         "--cert"},
+        {{"--tls", "--cert", tls_file("client.pem"), "--key", tls_file("client.pem"), NULL},
+         "--key"},
+        {{"--tls", "--ca", tls_file("empty.pem"), NULL}, "--ca"},
+        {{"--tls", "--ca", tls_file("client.key"), NULL}, "--ca"},
+    };
+    /* Nothing listens there: a file problem must be found before connecting. */
+    int port = sp_free_port();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cat *c = cat_tls(port, cases[i].args);
+        int code = cat_wait(c);
+        const char *err = cat_err(c);
+        if (code != 1 || count_lines(err) != 1 || !strstr(err, cases[i].want) ||
+            strstr(err, "Connection refused") || strstr(err, "PRIVATE KEY") || strstr(err, "BEGIN"))
+            fail_msg("case %zu: exit %d, stderr \"%s\"; want exit 1 and one line with \"%s\"", i,
+                     code, err, cases[i].want);
+    }
+}
+
 int main(void)
 {
     int rc = rc_init();
@@ -721,6 +1084,11 @@ int main(void)
         cmocka_unit_test_teardown(test_cat_usage_errors, cat_teardown),
         cmocka_unit_test_teardown(test_cat_help_version, cat_teardown),
         cmocka_unit_test_teardown(test_cat_connection_refused, cat_teardown),
+        cmocka_unit_test_teardown(test_cat_tls_s_server, cat_teardown),
+        cmocka_unit_test_teardown(test_cat_tls_verify_failures, cat_teardown),
+        cmocka_unit_test_teardown(test_cat_tls_client_cert, cat_teardown),
+        cmocka_unit_test_teardown(test_cat_tls_auth, cat_teardown),
+        cmocka_unit_test_teardown(test_cat_tls_bad_files, cat_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, tls_group_teardown);
 }
