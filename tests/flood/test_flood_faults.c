@@ -42,12 +42,12 @@ static void run_case(const char *fault, const char *seq, const char *verify, str
     char p[16];
     snprintf(p, sizeof(p), "%d", port);
     const char *args[] = {"--proto", "line", "--port", p, "--subs", "4", "--pubs", "1", "--count",
-                          "200", "--size", "64", "--warmup", "0",
+                          "200", "--size", "64", "--warmup", "0", "--read-mode", "trunc",
                           /* a drop leaves subscribers short for good: stop waiting soon */
                           "--drain-timeout", "1", "--expect-lossless", "--verify", verify, NULL};
     /* --verify all is the default: leave the option out then. */
     if (!strcmp(verify, "all"))
-        args[17] = NULL;
+        args[19] = NULL;
     struct fs_flood r;
     fs_flood_run(&r, args);
     int rcode = sp_stop(pid);

@@ -74,6 +74,31 @@ static void check_lossless(const char *j, int pubs, int count, int subs, int siz
     }
     assert_true(prev < 60e6);
 
+    /* The driver's own delay: one figure per latency sample (the kernel's receive timestamp of
+     * every verified read), in order, and never above the whole latency. */
+    static const char *const dkeys[] = {"driver_overhead_us.p50", "driver_overhead_us.p90",
+                                        "driver_overhead_us.p99", "driver_overhead_us.p999",
+                                        "driver_overhead_us.max"};
+    assert_int_equal((long)fs_json_need(j, "driver_overhead_us.samples"),
+                     (long)fs_json_need(j, "latency_us.samples"));
+    double dprev = 0;
+    for (size_t i = 0; i < sizeof(dkeys) / sizeof(dkeys[0]); i++) {
+        assert_true(sp_json_has(j, dkeys[i]));
+        if (!timed)
+            continue;
+        double v = fs_json_need(j, dkeys[i]);
+        if (v < dprev) {
+            print_error("%s = %g is below the previous percentile %g\n", dkeys[i], v, dprev);
+            fail();
+        }
+        dprev = v;
+    }
+    /* 1 us of slack: both are rounded to 0.1 us, and their buckets differ. */
+    assert_true(!timed || dprev <= fs_json_need(j, "latency_us.max") + 1);
+    assert_true(sp_json_has(j, "pub_lag_us.samples"));
+    assert_true(fs_json_need(j, "flood_spin_cpu") >= 0);
+    assert_true(sp_json_has(j, "config.spin_us"));
+
     double cpu = fs_json_need(j, "flood_cpu");
     assert_true(cpu >= 0 && cpu <= 64);
     assert_true(sp_json_has(j, "server_cpu"));
@@ -122,10 +147,28 @@ static void test_len32_exact_counts(void **state)
     port_str(port, sizeof(port), s->port);
     snprintf(pid, sizeof(pid), "%d", (int)s->pid);
     /* 5 verified subscribers and 15 that count bytes. */
-    const char *args[] = {
-        "--proto",           "len32",        "--port", port,  "--subs",   "20", "--pubs",   "2",
-        "--count",           "500",          "--size", "100", "--warmup", "0",  "--verify", "5",
-        "--expect-lossless", "--server-pid", pid,      NULL};
+    const char *args[] = {"--proto",
+                          "len32",
+                          "--port",
+                          port,
+                          "--subs",
+                          "20",
+                          "--pubs",
+                          "2",
+                          "--count",
+                          "500",
+                          "--size",
+                          "100",
+                          "--warmup",
+                          "0",
+                          "--verify",
+                          "5",
+                          "--expect-lossless",
+                          "--server-pid",
+                          pid,
+                          "--read-mode",
+                          "trunc",
+                          NULL};
     struct fs_flood r;
     fs_flood_run(&r, args);
     assert_int_equal(r.code, 0);
@@ -144,9 +187,9 @@ static void test_line_byte_counting(void **state)
     char port[16];
     port_str(port, sizeof(port), s->port);
     const char *args[] = {
-        "--proto",           "line", "--port", port, "--subs",   "20", "--pubs",   "2",
-        "--count",           "500",  "--size", "1K", "--warmup", "0",  "--verify", "0",
-        "--expect-lossless", NULL};
+        "--proto",           "line",        "--port", port, "--subs",   "20", "--pubs",   "2",
+        "--count",           "500",         "--size", "1K", "--warmup", "0",  "--verify", "0",
+        "--expect-lossless", "--read-mode", "trunc",  NULL};
     struct fs_flood r;
     fs_flood_run(&r, args);
     assert_int_equal(r.code, 0);
@@ -168,9 +211,9 @@ static void test_full_speed_paced_lossless(void **state)
     char port[16];
     port_str(port, sizeof(port), s->port);
     const char *args[] = {
-        "--proto",           "line",  "--port", port, "--subs",   "50", "--pubs",   "1",
-        "--count",           "40000", "--size", "1K", "--warmup", "0",  "--verify", "2",
-        "--expect-lossless", NULL};
+        "--proto",           "line",        "--port", port, "--subs",   "50", "--pubs",   "1",
+        "--count",           "40000",       "--size", "1K", "--warmup", "0",  "--verify", "2",
+        "--expect-lossless", "--read-mode", "trunc",  NULL};
     struct fs_flood r;
     fs_flood_run(&r, args);
     if (r.code != 0)
@@ -190,9 +233,9 @@ static void test_small_queue_full_speed(void **state)
     char port[16];
     port_str(port, sizeof(port), s->port);
     const char *args[] = {
-        "--proto",           "line",  "--port", port, "--subs",   "5", "--pubs",   "1",
-        "--count",           "20000", "--size", "64", "--warmup", "0", "--verify", "1",
-        "--expect-lossless", NULL};
+        "--proto",           "line",        "--port", port, "--subs",   "5", "--pubs",   "1",
+        "--count",           "20000",       "--size", "64", "--warmup", "0", "--verify", "1",
+        "--expect-lossless", "--read-mode", "trunc",  NULL};
     struct fs_flood r;
     fs_flood_run(&r, args);
     assert_int_equal(r.code, 0);
@@ -226,6 +269,8 @@ static void test_fixed_rate(void **state)
                           "3",
                           "--read-interval",
                           "5000",
+                          "--read-mode",
+                          "trunc",
                           "--expect-lossless",
                           NULL};
     struct fs_flood r;
@@ -235,8 +280,125 @@ static void test_fixed_rate(void **state)
     assert_int_equal((long)fs_json_need(r.json, "deliveries"), 3000);
     assert_int_equal((long)fs_json_need(r.json, "lost"), 0);
     assert_int_equal((long)fs_json_need(r.json, "latency_us.samples"), 900);
+    /* A driver figure per latency sample, a publisher lateness per message sent at the rate. */
+    assert_int_equal((long)fs_json_need(r.json, "driver_overhead_us.samples"), 900);
+    assert_true(fs_json_need(r.json, "driver_overhead_us.max") <=
+                fs_json_need(r.json, "latency_us.max") + 1);
+    assert_int_equal((long)fs_json_need(r.json, "pub_lag_us.samples"), 300);
+    assert_true(fs_json_need(r.json, "pub_lag_us.p50") >= 0);
+    assert_true(fs_json_need(r.json, "config.spin_us") == 200);
     /* 300 messages at 1000/s take at least 0.299 s. */
     assert_true(fs_json_need(r.json, "window_s") >= 0.29);
+    fs_flood_free(&r);
+}
+
+/* Counts a string in s. */
+static int occurrences(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Every read mode of the byte-counting subscribers delivers everything, and the result says
+ * which mode ran (top-level "read_mode" and config.read_mode), with the SO_RCVLOWAT it used and
+ * the summary line naming it. 7 of 8 subscribers count bytes, over two threads, once with
+ * multishot reads and once with lazy ones (--read-interval), so both paths go through each mode.
+ * The warm-up runs at full speed: a large --max-queue keeps this a counting test (see
+ * test_line_exact_counts). */
+static void test_read_modes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[4];
+        const char *mode;
+        long rcvlowat;
+        bool copies;
+    } cases[] = {
+        {{NULL}, "copy", 0, true}, /* the default */
+        {{"--read-mode", "copy", NULL}, "copy", 0, true},
+        {{"--copy-reads", "--rcvlowat", "0", NULL}, "copy", 0, true}, /* the old spelling */
+        {{"--read-mode", "trunc", NULL}, "trunc", 0, false},
+        {{"--read-mode", "lowat", NULL}, "lowat", 65536, true},
+        {{"--read-mode", "lowat", "--rcvlowat", "4K"}, "lowat", 4096, true},
+    };
+    struct rc_server *s = rc_start("-q", "--max-queue", "256M", NULL);
+    char port[16];
+    port_str(port, sizeof(port), s->port);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int lazy = 0; lazy < 2; lazy++) {
+            const char *args[32] = {
+                "--proto",   "line", "--port",           port,  "--subs",   "8",   "--pubs",   "2",
+                "--count",   "3000", "--size",           "100", "--warmup", "0.1", "--verify", "1",
+                "--threads", "2",    "--expect-lossless"};
+            size_t n = 19;
+            if (lazy) {
+                args[n++] = "--read-interval";
+                args[n++] = "2000";
+            }
+            for (size_t k = 0; k < 4 && cases[i].args[k]; k++)
+                args[n++] = cases[i].args[k];
+            args[n] = NULL;
+            struct fs_flood r;
+            fs_flood_run(&r, args);
+            assert_int_equal(r.code, 0);
+            check_lossless(r.json, 2, 3000, 8, 100, false);
+            char want[64];
+            snprintf(want, sizeof(want), "\"read_mode\": \"%s\"", cases[i].mode);
+            if (occurrences(r.json, want) != 2 || occurrences(r.json, "\"read_mode\"") != 2) {
+                print_error("case %zu: want %s at the top and in config: %s\n", i, want, r.json);
+                fail();
+            }
+            assert_int_equal((long)fs_json_need(r.json, "config.rcvlowat"), cases[i].rcvlowat);
+            assert_non_null(
+                strstr(r.json, cases[i].copies ? "\"copy_reads\": true" : "\"copy_reads\": false"));
+            assert_non_null(strstr(r.err, cases[i].mode));
+            fs_flood_free(&r);
+        }
+    }
+}
+
+/* The rarer outputs in one run: --repeat (medians under the usual keys, every run, the spread),
+ * --slow-subs and --churn (their own objects), --hist (HdrHistogram text) and --server-pid. */
+static void test_repeat_slow_churn_hist(void **state)
+{
+    (void)state;
+    struct rc_server *s = rc_start("-q", NULL);
+    char port[16], pid[16], hist[256];
+    port_str(port, sizeof(port), s->port);
+    snprintf(pid, sizeof(pid), "%d", (int)s->pid);
+    close(sp_tmp_file(hist, sizeof(hist), "hist"));
+    const char *args[] = {"--port",   port,   "--subs",       "4",   "--verify",          "2",
+                          "--rate",   "2000", "--duration",   "0.3", "--warmup",          "0.1",
+                          "--repeat", "2",    "--slow-subs",  "1",   "--churn",           "20",
+                          "--hist",   hist,   "--server-pid", pid,   "--expect-lossless", NULL};
+    struct fs_flood r;
+    fs_flood_run(&r, args);
+    assert_int_equal(r.code, 0);
+    const char *j = r.json;
+    assert_int_equal((long)fs_json_need(j, "lost"), 0);
+    assert_true(fs_json_need(j, "deliveries") > 0);
+    assert_true(sp_json_has(j, "runs"));
+    double lo = fs_json_need(j, "spread.deliveries_per_s.min");
+    double hi = fs_json_need(j, "spread.deliveries_per_s.max");
+    double med = fs_json_need(j, "deliveries_per_s");
+    assert_true(lo <= hi && lo * 0.999 <= med && med <= hi * 1.001);
+    assert_true(fs_json_need(j, "spread.driver_overhead_p99.min") <=
+                fs_json_need(j, "spread.driver_overhead_p99.max"));
+    assert_true(sp_json_has(j, "spread.flood_spin_cpu.max"));
+    assert_int_equal((long)fs_json_need(j, "slow_subs.count"), 1);
+    assert_true(sp_json_has(j, "slow_subs.disconnected"));
+    assert_true(fs_json_need(j, "churn.rate") == 20);
+    assert_true(fs_json_need(j, "server_rss_kb.end") > 0);
+    assert_true(fs_json_need(j, "server_fds.start") > 0);
+    assert_non_null(strstr(r.err, "median of 2 runs"));
+    char *h = sp_slurp(hist);
+    unlink(hist);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "Percentile"));
+    assert_non_null(strstr(h, "#[Mean"));
+    free(h);
     fs_flood_free(&r);
 }
 
@@ -244,7 +406,7 @@ static void test_fixed_rate(void **state)
 static void test_bad_arguments(void **state)
 {
     (void)state;
-    static const char *const cases[][4] = {
+    static const char *const cases[][5] = {
         {"--proto", "carrier-pigeon", NULL},
         {"--subs", "-1", NULL},
         {"--subs", "many", NULL},
@@ -255,6 +417,9 @@ static void test_bad_arguments(void **state)
         {"--port", "70000", NULL},
         {"--verify", "x", NULL},
         {"--duration", "abc", NULL},
+        {"--read-mode", "mmap", NULL},
+        {"--read-mode", "lowat", "--rcvlowat", "0"},
+        {"--copy-reads", "--read-mode", "trunc", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct fs_flood r;
@@ -316,6 +481,8 @@ int main(void)
         cmocka_unit_test_teardown(test_fixed_rate, rc_teardown),
         cmocka_unit_test_teardown(test_full_speed_paced_lossless, rc_teardown),
         cmocka_unit_test_teardown(test_small_queue_full_speed, rc_teardown),
+        cmocka_unit_test_teardown(test_read_modes, rc_teardown),
+        cmocka_unit_test_teardown(test_repeat_slow_churn_hist, rc_teardown),
         cmocka_unit_test_teardown(test_bad_arguments, rc_teardown),
         cmocka_unit_test_teardown(test_connection_refused, rc_teardown),
     };

@@ -109,10 +109,14 @@ static void exact_run(const char *subs, const char *pubs, const char *count, con
     char port[16], pid[16];
     snprintf(port, sizeof(port), "%d", server_port);
     snprintf(pid, sizeof(pid), "%d", (int)server_pid);
-    const char *args[] = {
-        "--proto",           FLOOD_TARGET, "--port", port, "--subs",   subs, "--pubs",       pubs,
-        "--count",           count,        "--size", size, "--warmup", "0",  "--server-pid", pid,
-        "--expect-lossless", "--verify",   verify,   NULL};
+    const char *args[] = {"--proto",     FLOOD_TARGET, "--port",
+                          port,          "--subs",     subs,
+                          "--pubs",      pubs,         "--count",
+                          count,         "--size",     size,
+                          "--warmup",    "0",          "--server-pid",
+                          pid,           "--verify",   verify,
+                          "--read-mode", "trunc",      "--expect-lossless",
+                          NULL};
     struct fs_flood r;
     fs_flood_run(&r, args);
     assert_int_equal(r.code, 0);
