@@ -42,7 +42,7 @@ int tls_setup(struct loop *l, char *err, size_t errlen)
 
 void tls_destroy(struct loop *l)
 {
-    tls_ctx_free(&l->tls);
+    tls_ctx_destroy(&l->tls);
 }
 
 bool tls_accept_allowed(struct loop *l, const struct listener *ls)
@@ -93,7 +93,7 @@ static void send_out(struct loop *l, struct conn *c)
         loop_doom(l, c, DISC_NO_MEMORY);
         return;
     }
-    c->out.held_out = t->out ? t->out_len - t->out_off : 0;
+    c->out.held_out = (t->out ? t->out_len - t->out_off : 0) + t->next_len;
     if (n == 0)
         return;
     struct io_uring_sqe *sqe = loop_sqe(l, OP_SEND, c);
@@ -240,7 +240,7 @@ void tls_on_send(struct loop *l, struct conn *c, int res)
     }
     if (res > 0)
         t->out_off += (uint32_t)res;
-    c->out.held_out = t->out_len - t->out_off;
+    c->out.held_out = t->out_len - t->out_off + t->next_len;
     if (t->out_off < t->out_len) {
         /* The socket is full: wait for room, and judge the quota meanwhile. */
         loop_arm_poll(l, c);

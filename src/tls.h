@@ -25,19 +25,23 @@
 struct ssl_ctx_st;
 struct ssl_st;
 struct bio_st;
+struct bio_method_st;
 
 struct tls_ctx {
     struct ssl_ctx_st *ctx;
-    int64_t not_after;   /* the certificate's expiry, seconds since the epoch */
-    bool verify_clients; /* --tls-client-ca: client certificates required */
+    struct bio_method_st *out_method; /* the write BIO's: records straight into tls_conn.next */
+    int64_t not_after;                /* the certificate's expiry, seconds since the epoch */
+    bool verify_clients;              /* --tls-client-ca: client certificates required */
 };
 
 /* One connection's TLS state. */
 struct tls_conn {
     struct ssl_st *ssl;
     struct bio_st *rbio, *wbio; /* in: ciphertext from the socket; out: ciphertext to send */
-    uint8_t *out;               /* ciphertext taken from wbio, being sent (NULL: none) */
+    uint8_t *out;               /* ciphertext being sent (NULL: none) */
     uint32_t out_len, out_off;
+    uint8_t *next; /* records OpenSSL wrote since (the write BIO appends here), sent after out */
+    uint32_t next_len, next_cap;
     bool established : 1; /* handshake done */
     bool sending : 1;     /* a send of out[out_off..out_len) is in the kernel's hands */
     bool closing : 1;     /* close_notify queued (the drain) */
@@ -49,6 +53,8 @@ struct tls_conn {
  */
 int tls_ctx_load(struct tls_ctx *t, const struct opts *o, char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *t);
+/** tls_ctx_free, and what lives as long as the loop (once no connection is left). */
+void tls_ctx_destroy(struct tls_ctx *t);
 
 /** One line on what kTLS would need and what is there (kernel ULP, OpenSSL), for the log. */
 void tls_ktls_probe(char *out, size_t len);
@@ -76,15 +82,16 @@ enum tls_step tls_conn_feed(struct tls_conn *c, const uint8_t *p, size_t len,
                             bool (*plain)(void *ctx, const uint8_t *p, size_t len), void *ctx,
                             enum tls_failure *why);
 
-/** Encrypt @p[0..@len) (application data) into the write BIO. 0 or -1 (a fatal TLS error). */
+/** Encrypt @p[0..@len) (application data) into the write BIO. 0 or -1 (a fatal TLS error or
+ * no memory). */
 int tls_conn_encrypt(struct tls_conn *c, const void *p, size_t len);
 
 /** Queue close_notify into the write BIO (once). */
 void tls_conn_close_notify(struct tls_conn *c);
 
 /**
- * Move what waits in the write BIO into c->out (when nothing is being sent from it). Returns the
- * bytes to send now (0: none), or -1 when memory is refused.
+ * The ciphertext to send now: what is left of c->out, else what the write BIO gathered (it
+ * becomes c->out), unless a send of c->out is in flight. Returns its length (0: none).
  */
 int64_t tls_conn_take_out(struct tls_conn *c);
 
