@@ -107,55 +107,6 @@ static int teardown(void **state)
     return r;
 }
 
-/* GET /metrics on 127.0.0.1:@mport; the body, malloc'ed (the caller frees it). */
-static char *scrape(struct rc_server *s, int mport)
-{
-    int fd = rc_connect_opts(s, "127.0.0.1", &(struct rc_sockopts){.port = mport});
-    rc_send_str(fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    size_t cap = 256 * 1024;
-    char *buf = calloc(1, cap + 1);
-    assert_non_null(buf);
-    size_t n = rc_recv_until_eof(fd, buf, cap, RC_IO_MS);
-    rc_close(fd);
-    if (n == (size_t)-1 || !strstr(buf, "HTTP/1.1 200"))
-        fail_msg("GET /metrics failed:\n%s", buf);
-    return buf;
-}
-
-/* The value of the sample named exactly @name (labels included), or -1 when absent. */
-static double sample(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = text; p && *p;) {
-        if (!strncmp(p, name, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
-/* Scrapes until @name equals @want (bounded); fails with the scrape otherwise. */
-static void wait_sample(struct rc_server *s, int mport, const char *name, double want)
-{
-    int64_t deadline = rc_now_ms() + RC_WAIT_MS;
-    for (;;) {
-        char *text = scrape(s, mport);
-        double v = sample(text, name);
-        if (v == want) {
-            free(text);
-            return;
-        }
-        if (rc_now_ms() > deadline) {
-            rc_dump(s);
-            fail_msg("%s is %g, want %g:\n%s", name, v, want, text);
-        }
-        free(text);
-        sp_nap_ms(20);
-    }
-}
-
 #define FAILURES(r) "ringcast_auth_failures_total{reason=\"" r "\"}"
 #define SUCCESSES "ringcast_auth_successes_total"
 
@@ -254,7 +205,7 @@ static void send_auth(const struct asrv *a, int fd, const char *token)
 static void wait_ok(struct asrv *a, double n)
 {
     a->ok = n;
-    wait_sample(a->s, a->mport, SUCCESSES, n);
+    rc_metrics_wait(a->s, a->mport, SUCCESSES, n);
 }
 
 /* A client of listener @port that authenticated with @token (and was registered then). */
@@ -278,7 +229,7 @@ static void expect_failed(struct asrv *a, size_t mark, int fd, const char *reaso
 /* No token in anything the server printed or serves: stdout (-v), stderr and /metrics. */
 static void expect_no_secrets(struct asrv *a)
 {
-    char *m = scrape(a->s, a->mport);
+    char *m = rc_metrics_get(a->s, a->mport);
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (rc_log_count(a->s, 0, secrets[i]) || rc_err_contains(a->s, secrets[i]) ||
             strstr(m, secrets[i])) {
@@ -380,7 +331,7 @@ static void test_auth_bad_files(void **state)
     argv[1] = auth_file_n(many, len);
     expect_refused(argv, 1, (const char *const[]){argv[1], NULL});
     struct asrv a = start_auth_file(auth_file_n(many, len - strlen("sub many-04096\n")), NULL);
-    wait_sample(a.s, a.mport, "ringcast_auth_tokens", 4096);
+    rc_metrics_wait(a.s, a.mport, "ringcast_auth_tokens", 4096);
     free(many);
 }
 
@@ -395,7 +346,7 @@ static void test_auth_file_format(void **state)
              "\t\n# sub " TOK_SUB2 "\nsub %s\r\n",
              longest);
     struct asrv a = start_auth(text, NULL);
-    wait_sample(a.s, a.mport, "ringcast_auth_tokens", 3);
+    rc_metrics_wait(a.s, a.mport, "ringcast_auth_tokens", 3);
     int sub = authed(&a, 0, TOK_SUB);
     int sub2 = authed(&a, 0, longest);
     int pub = authed(&a, 0, TOK_PUB);
@@ -574,15 +525,18 @@ static void test_auth_failures(void **state)
     int port = rc_close(client(&a, 0, 20));
     rc_wait_client_log(a.s, mark, port, "disconnected.");
 
-    char *m = scrape(a.s, a.mport);
-    bool ok = sample(m, FAILURES("missing")) == 1 && sample(m, FAILURES("malformed")) == 4 &&
-              sample(m, FAILURES("bad_token")) == 1 && sample(m, FAILURES("role")) == 1 &&
-              sample(m, FAILURES("timeout")) == 0 && sample(m, SUCCESSES) == 2 &&
-              sample(m, "ringcast_disconnects_total{reason=\"auth_failed\"}") == 7 &&
-              sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 0 &&
-              sample(m, "ringcast_auth_tokens") == 5 &&
-              sample(m, "ringcast_auth_reloads_total") == 0 &&
-              sample(m, "ringcast_auth_reload_failures_total") == 0;
+    char *m = rc_metrics_get(a.s, a.mport);
+    bool ok = rc_metrics_sample(m, FAILURES("missing")) == 1 &&
+              rc_metrics_sample(m, FAILURES("malformed")) == 4 &&
+              rc_metrics_sample(m, FAILURES("bad_token")) == 1 &&
+              rc_metrics_sample(m, FAILURES("role")) == 1 &&
+              rc_metrics_sample(m, FAILURES("timeout")) == 0 &&
+              rc_metrics_sample(m, SUCCESSES) == 2 &&
+              rc_metrics_sample(m, "ringcast_disconnects_total{reason=\"auth_failed\"}") == 7 &&
+              rc_metrics_sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 0 &&
+              rc_metrics_sample(m, "ringcast_auth_tokens") == 5 &&
+              rc_metrics_sample(m, "ringcast_auth_reloads_total") == 0 &&
+              rc_metrics_sample(m, "ringcast_auth_reload_failures_total") == 0;
     if (!ok)
         fail_msg("unexpected counters after 7 failures:\n%s", m);
     free(m);
@@ -622,7 +576,7 @@ static void test_auth_failures_len32(void **state)
 
     send_frame(&a, pub, "marker");
     expect_frame(&a, sub, "marker");
-    wait_sample(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 3);
+    rc_metrics_wait(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 3);
     expect_no_secrets(&a);
 }
 
@@ -652,7 +606,7 @@ static void test_auth_roles(void **state)
     c = client(&a, sub_port, 11);
     send_auth(&a, c, TOK_PUB);
     expect_failed(&a, mark, c, "role not allowed here");
-    wait_sample(a.s, a.mport, FAILURES("role"), 2);
+    rc_metrics_wait(a.s, a.mport, FAILURES("role"), 2);
 
     int both_on_sub = authed(&a, sub_port, TOK_BOTH); /* both ∩ sub = sub */
     int sub_on_both = authed(&a, 0, TOK_SUB);         /* sub ∩ both = sub */
@@ -692,7 +646,7 @@ static void test_auth_roles(void **state)
     rc_send_lenient(c, "AUTH " TOK_SUB2 "\nz\n", strlen("AUTH " TOK_SUB2 "\nz\n"), RC_IO_MS);
     rc_wait_client_log(a.s, mark, rc_port_of(c), "disconnected (protocol violation");
     rc_expect_closed(c);
-    wait_sample(a.s, a.mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 3);
+    rc_metrics_wait(a.s, a.mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 3);
 
     send_frame(&a, pub_on_both, "after");
     expect_frame(&a, both, "after");
@@ -730,8 +684,8 @@ static void test_auth_timeout(void **state)
     if (waited < 400 || waited > 8000)
         fail_msg("the silent client was closed %lld ms after it connected (timeout 0.5 s)",
                  (long long)waited);
-    wait_sample(a.s, a.mport, FAILURES("timeout"), 2);
-    wait_sample(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 2);
+    rc_metrics_wait(a.s, a.mport, FAILURES("timeout"), 2);
+    rc_metrics_wait(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 2);
 
     /* The authenticated clients outlived the timeout (theirs would have come first). */
     send_frame(&a, pub, "still here");
@@ -804,8 +758,8 @@ static void test_auth_slowdown(void **state)
     rc_wait_client_log(a.s, mark, rc_port_of(fresh), "disconnected (auth failed: bad token).");
     if (w[4] < 1900)
         fail_msg("failure 5 from 127.0.0.1 closed after %lld ms, want 2 s", (long long)w[4]);
-    wait_sample(a.s, a.mport, FAILURES("bad_token"), 6);
-    wait_sample(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 6);
+    rc_metrics_wait(a.s, a.mport, FAILURES("bad_token"), 6);
+    rc_metrics_wait(a.s, a.mport, "ringcast_disconnects_total{reason=\"auth_failed\"}", 6);
     /* A good token from the slowed address is not refused. */
     int ok = authed(&a, 0, TOK_SUB);
     (void)ok;
@@ -825,7 +779,7 @@ static void test_auth_drain(void **state)
     fail_once(&a, 1);
     int delayed = client(&a, 0, 1); /* its 2nd failure: closed 250 ms later */
     send_auth(&a, delayed, TOK_BAD);
-    wait_sample(a.s, a.mport, FAILURES("bad_token"), 2);
+    rc_metrics_wait(a.s, a.mport, FAILURES("bad_token"), 2);
     int64_t t0 = rc_now_ms();
     rc_signal(a.s, SIGTERM);
     int st = rc_wait_exit(a.s, 12000);
@@ -883,12 +837,12 @@ static void test_auth_reload(void **state)
     send_frame(&a, both, "new");
     expect_frame(&a, fresh, "new");
     expect_frame(&a, kept, "new");
-    char *m = scrape(a.s, a.mport);
-    bool ok = sample(m, "ringcast_auth_reloads_total") == 1 &&
-              sample(m, "ringcast_auth_reload_failures_total") == 0 &&
-              sample(m, "ringcast_auth_tokens") == 5 &&
-              sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 2 &&
-              sample(m, "ringcast_disconnects_total{reason=\"auth_failed\"}") == 1;
+    char *m = rc_metrics_get(a.s, a.mport);
+    bool ok = rc_metrics_sample(m, "ringcast_auth_reloads_total") == 1 &&
+              rc_metrics_sample(m, "ringcast_auth_reload_failures_total") == 0 &&
+              rc_metrics_sample(m, "ringcast_auth_tokens") == 5 &&
+              rc_metrics_sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 2 &&
+              rc_metrics_sample(m, "ringcast_disconnects_total{reason=\"auth_failed\"}") == 1;
     if (!ok)
         fail_msg("unexpected counters after a reload:\n%s", m);
     free(m);
@@ -898,11 +852,11 @@ static void test_auth_reload(void **state)
     mark = rc_log_mark(a.s);
     rc_signal(a.s, SIGHUP);
     wait_out_or_err(a.s, mark, "SIGHUP: auth file not reloaded: ");
-    wait_sample(a.s, a.mport, "ringcast_auth_reload_failures_total", 1);
+    rc_metrics_wait(a.s, a.mport, "ringcast_auth_reload_failures_total", 1);
     assert_true(rc_err_contains(a.s, "line 2") || rc_log_count(a.s, mark, "line 2"));
     replace_file(a.path, "pub " TOK_PUB "\n", 0644);
     rc_signal(a.s, SIGHUP);
-    wait_sample(a.s, a.mport, "ringcast_auth_reload_failures_total", 2);
+    rc_metrics_wait(a.s, a.mport, "ringcast_auth_reload_failures_total", 2);
     wait_out_or_err(a.s, mark, "group or others");
     assert_true(rc_alive(a.s));
     int again = authed(&a, 0, TOK_NEW);
@@ -910,9 +864,10 @@ static void test_auth_reload(void **state)
     expect_frame(&a, again, "kept");
     expect_frame(&a, kept, "kept");
     expect_frame(&a, fresh, "kept");
-    m = scrape(a.s, a.mport);
-    ok = sample(m, "ringcast_auth_reloads_total") == 1 && sample(m, "ringcast_auth_tokens") == 5 &&
-         sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 2;
+    m = rc_metrics_get(a.s, a.mport);
+    ok = rc_metrics_sample(m, "ringcast_auth_reloads_total") == 1 &&
+         rc_metrics_sample(m, "ringcast_auth_tokens") == 5 &&
+         rc_metrics_sample(m, "ringcast_disconnects_total{reason=\"token_revoked\"}") == 2;
     if (!ok)
         fail_msg("unexpected counters after two failed reloads:\n%s", m);
     free(m);

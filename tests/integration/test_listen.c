@@ -65,54 +65,6 @@ static void expect_nothing(int fd, const char *who)
         fail_msg("%s received something", who);
 }
 
-/* GET /metrics on 127.0.0.1:@mport; the body, malloc'ed (the caller frees it). */
-static char *scrape(struct rc_server *s, int mport)
-{
-    int fd = rc_connect_opts(s, "127.0.0.1", &(struct rc_sockopts){.port = mport});
-    rc_send_str(fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    size_t cap = 256 * 1024;
-    char *buf = calloc(1, cap + 1);
-    assert_non_null(buf);
-    size_t n = rc_recv_until_eof(fd, buf, cap, RC_IO_MS);
-    rc_close(fd);
-    if (n == (size_t)-1 || !strstr(buf, "HTTP/1.1 200"))
-        fail_msg("GET /metrics failed:\n%s", buf);
-    return buf;
-}
-
-/* The value of the sample named exactly @name (labels included), or -1 when absent. */
-static double sample(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = text; p && *p;) {
-        if (!strncmp(p, name, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
-/* Scrapes until @name equals @want (bounded); fails with the scrape otherwise. */
-static void wait_sample(struct rc_server *s, int mport, const char *name, double want)
-{
-    int64_t deadline = rc_now_ms() + RC_WAIT_MS;
-    for (;;) {
-        char *text = scrape(s, mport);
-        double v = sample(text, name);
-        if (v == want) {
-            free(text);
-            return;
-        }
-        if (rc_now_ms() > deadline)
-            fail_msg("%s is %g, want %g:\n%s", name, v, want, text);
-        free(text);
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 static int metrics_port(struct rc_server *s)
 {
     char line[256];
@@ -288,11 +240,11 @@ static void test_listen_pub_only_without_receivers(void **state)
         rc_make_line(data + i * flen, flen, "c", (uint32_t)i);
     rc_send(pub, data, flen * frames);
     free(data);
-    wait_sample(t.s, mport, "ringcast_frames_received_total", (double)frames);
-    char *text = scrape(t.s, mport);
-    assert_true(sample(text, "ringcast_frames_delivered_total") == 0);
-    assert_true(sample(text, "ringcast_pending_output_bytes") == 0);
-    assert_true(sample(text, "ringcast_max_client_backlog_bytes") == 0);
+    rc_metrics_wait(t.s, mport, "ringcast_frames_received_total", (double)frames);
+    char *text = rc_metrics_get(t.s, mport);
+    assert_true(rc_metrics_sample(text, "ringcast_frames_delivered_total") == 0);
+    assert_true(rc_metrics_sample(text, "ringcast_pending_output_bytes") == 0);
+    assert_true(rc_metrics_sample(text, "ringcast_max_client_backlog_bytes") == 0);
     free(text);
     /* A subscriber that comes now gets what is published from now on. */
     int sub = rc_connect_to(t.s, "127.0.0.1", t.sub_port);
@@ -317,22 +269,23 @@ static void test_listen_sub_only_sends_a_byte(void **state)
     int pub = rc_connect_to(t.s, "127.0.0.1", t.pub_port);
 
     char name[160];
-    char *text = scrape(t.s, mport);
+    char *text = rc_metrics_get(t.s, mport);
     snprintf(name, sizeof(name),
              "ringcast_listener_clients{listener=\"127.0.0.1:%d\",role=\"both\"}", t.s->port);
-    assert_true(sample(text, name) == 1);
+    assert_true(rc_metrics_sample(text, name) == 1);
     snprintf(name, sizeof(name),
              "ringcast_listener_clients{listener=\"127.0.0.1:%d\",role=\"sub\"}", t.sub_port);
-    assert_true(sample(text, name) == 2);
+    assert_true(rc_metrics_sample(text, name) == 2);
     snprintf(name, sizeof(name),
              "ringcast_listener_clients{listener=\"127.0.0.1:%d\",role=\"pub\"}", t.pub_port);
-    assert_true(sample(text, name) == 1);
+    assert_true(rc_metrics_sample(text, name) == 1);
     snprintf(name, sizeof(name),
              "ringcast_listener_connections_accepted_total{listener=\"127.0.0.1:%d\",role=\"sub\"}",
              t.sub_port);
-    assert_true(sample(text, name) == 2);
-    assert_true(sample(text, "ringcast_clients") == 4);
-    assert_true(sample(text, "ringcast_protocol_violations_total{reason=\"sub_sent\"}") == 0);
+    assert_true(rc_metrics_sample(text, name) == 2);
+    assert_true(rc_metrics_sample(text, "ringcast_clients") == 4);
+    assert_true(
+        rc_metrics_sample(text, "ringcast_protocol_violations_total{reason=\"sub_sent\"}") == 0);
     free(text);
 
     size_t mark = rc_log_mark(t.s);
@@ -351,13 +304,14 @@ static void test_listen_sub_only_sends_a_byte(void **state)
     rc_send_str(both, "and more\n");
     rc_expect_str(sub2, "and more\n");
 
-    wait_sample(t.s, mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 1);
-    text = scrape(t.s, mport);
-    assert_true(sample(text, "ringcast_disconnects_total{reason=\"protocol_violation\"}") == 1);
-    assert_true(sample(text, "ringcast_frames_received_total") == 2);
+    rc_metrics_wait(t.s, mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 1);
+    text = rc_metrics_get(t.s, mport);
+    assert_true(
+        rc_metrics_sample(text, "ringcast_disconnects_total{reason=\"protocol_violation\"}") == 1);
+    assert_true(rc_metrics_sample(text, "ringcast_frames_received_total") == 2);
     snprintf(name, sizeof(name),
              "ringcast_listener_clients{listener=\"127.0.0.1:%d\",role=\"sub\"}", t.sub_port);
-    assert_true(sample(text, name) == 1);
+    assert_true(rc_metrics_sample(text, name) == 1);
     free(text);
 
     /* Half a frame is as much a violation as a whole one. */
@@ -366,7 +320,7 @@ static void test_listen_sub_only_sends_a_byte(void **state)
     rc_wait_client_log(t.s, mark, rc_port_of(sub2),
                        "disconnected (protocol violation: sent data on a sub-only listener).");
     rc_expect_closed(sub2);
-    wait_sample(t.s, mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 2);
+    rc_metrics_wait(t.s, mport, "ringcast_protocol_violations_total{reason=\"sub_sent\"}", 2);
 }
 
 /* Out of descriptors while a client comes to an extra listener: shed, no spin, and accepted again

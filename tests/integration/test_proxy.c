@@ -200,34 +200,7 @@ static struct psrv start_proxy(const char *const *extra)
 /* GET /metrics; the body, malloc'ed (the caller frees it). */
 static char *scrape(const struct psrv *p)
 {
-    int fd = rc_connect_opts(p->s, "127.0.0.1", &(struct rc_sockopts){.port = p->mport});
-    rc_send_str(fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    size_t cap = 256 * 1024;
-    char *buf = calloc(1, cap + 1);
-    assert_non_null(buf);
-    size_t n = rc_recv_until_eof(fd, buf, cap, RC_IO_MS);
-    rc_close(fd);
-    if (n == (size_t)-1 || !strstr(buf, "HTTP/1.1 200"))
-        fail_msg("GET /metrics failed:\n%s", buf);
-    return buf;
-}
-
-/* The sum of the samples of @name (any labels); -1 when there is none. */
-static double sum_samples(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    double sum = -1;
-    for (const char *p = text; p && *p;) {
-        if (!strncmp(p, name, n) && (p[n] == ' ' || p[n] == '{')) {
-            const char *v = p[n] == '{' ? strchr(p + n, '}') : p + n;
-            if (v && (v = strchr(v, ' ')))
-                sum = (sum < 0 ? 0 : sum) + strtod(v + 1, NULL);
-        }
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return sum;
+    return rc_metrics_get(p->s, p->mport);
 }
 
 /* Scrapes until the failures counted equal @want (bounded); fails with the scrape otherwise. */
@@ -236,7 +209,7 @@ static void wait_failures(const struct psrv *p, double want)
     int64_t deadline = rc_now_ms() + RC_WAIT_MS;
     for (;;) {
         char *text = scrape(p);
-        double v = sum_samples(text, FAILURES);
+        double v = rc_metrics_sum(text, FAILURES);
         if (v == want || (want == 0 && v < 0)) {
             free(text);
             return;

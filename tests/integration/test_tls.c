@@ -386,57 +386,16 @@ struct tsrv {
     int port;  /* the first TLS listener */
 };
 
-/* GET /metrics; the body, malloc'ed. */
-static char *scrape(struct rc_server *s, int mport)
-{
-    int fd = rc_connect_opts(s, "127.0.0.1", &(struct rc_sockopts){.port = mport});
-    rc_send_str(fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    size_t cap = 256 * 1024;
-    char *buf = calloc(1, cap + 1);
-    assert_non_null(buf);
-    size_t n = rc_recv_until_eof(fd, buf, cap, RC_IO_MS);
-    rc_close(fd);
-    if (n == (size_t)-1 || !strstr(buf, "HTTP/1.1 200"))
-        fail_msg("GET /metrics failed:\n%s", buf);
-    return buf;
-}
-
-/* The value of the sample named exactly @name (labels included), or -1 when absent. */
-static double sample(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = text; p && *p;) {
-        if (!strncmp(p, name, n) && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
 /* Scrapes until @name equals @want (bounded); fails with the scrape otherwise. */
 static void wait_sample(const struct tsrv *t, const char *name, double want)
 {
-    int64_t deadline = rc_now_ms() + RC_WAIT_MS;
-    for (;;) {
-        char *text = scrape(t->s, t->mport);
-        double v = sample(text, name);
-        if (v == want) {
-            free(text);
-            return;
-        }
-        if (rc_now_ms() > deadline)
-            fail_msg("%s is %.0f, want %.0f:\n%s", name, v, want, text);
-        free(text);
-        sp_nap_ms(20);
-    }
+    rc_metrics_wait(t->s, t->mport, name, want);
 }
 
 static double metric(const struct tsrv *t, const char *name)
 {
-    char *text = scrape(t->s, t->mport);
-    double v = sample(text, name);
+    char *text = rc_metrics_get(t->s, t->mport);
+    double v = rc_metrics_sample(text, name);
     free(text);
     return v;
 }

@@ -1315,3 +1315,68 @@ bool rc_under_asan(void)
     return false;
 #endif
 }
+
+/* ---- /metrics ---- */
+
+char *rc_metrics_get(struct rc_server *s, int mport)
+{
+    int fd = rc_connect_opts(s, "127.0.0.1", &(struct rc_sockopts){.port = mport});
+    rc_send_str(fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    size_t cap = 256 * 1024;
+    char *buf = calloc(1, cap + 1);
+    assert_non_null(buf);
+    size_t n = rc_recv_until_eof(fd, buf, cap, RC_IO_MS);
+    rc_close(fd);
+    if (n == (size_t)-1 || !strstr(buf, "HTTP/1.1 200"))
+        fail_msg("GET /metrics failed:\n%s", buf);
+    return buf;
+}
+
+double rc_metrics_sample(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p;) {
+        if (!strncmp(p, name, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
+double rc_metrics_sum(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    double sum = -1;
+    for (const char *p = text; p && *p;) {
+        if (!strncmp(p, name, n) && (p[n] == ' ' || p[n] == '{')) {
+            const char *v = p[n] == '{' ? strchr(p + n, '}') : p + n;
+            if (v && (v = strchr(v, ' ')))
+                sum = (sum < 0 ? 0 : sum) + strtod(v + 1, NULL);
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return sum;
+}
+
+void rc_metrics_wait(struct rc_server *s, int mport, const char *name, double want)
+{
+    int64_t deadline = rc_now_ms() + RC_WAIT_MS;
+    for (;;) {
+        char *text = rc_metrics_get(s, mport);
+        double v = rc_metrics_sample(text, name);
+        if (v == want) {
+            free(text);
+            return;
+        }
+        if (rc_now_ms() > deadline) {
+            rc_dump(s);
+            fail_msg("%s is %g, want %g:\n%s", name, v, want, text);
+        }
+        free(text);
+        sp_nap_ms(20);
+    }
+}

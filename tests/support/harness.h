@@ -273,6 +273,22 @@ struct rc_flow {
 };
 bool rc_transfer(struct rc_flow *flows, size_t n, int timeout_ms);
 
+/* ---- /metrics ---- */
+
+/* GET /metrics from 127.0.0.1:@mport (the server's --metrics); fails the test unless 200.
+ * The response, malloc'ed (the caller frees it). */
+char *rc_metrics_get(struct rc_server *s, int mport);
+
+/* The value of the sample named exactly @name (labels included) in @text, or -1 when absent. */
+double rc_metrics_sample(const char *text, const char *name);
+
+/* The sum of every sample of the family @name (any labels) in @text; -1 when there is none. */
+double rc_metrics_sum(const char *text, const char *name);
+
+/* Scrapes until the sample @name equals @want (within RC_WAIT_MS); fails with the last scrape
+ * and the server's log otherwise. */
+void rc_metrics_wait(struct rc_server *s, int mport, const char *name, double want);
+
 /* ---- misc ---- */
 
 /* Monotonic milliseconds. */
