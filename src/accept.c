@@ -233,7 +233,7 @@ static void new_conn(struct loop *l, uint32_t index, int fd)
 
 static void proxy_fail(struct loop *l, struct conn *c, const char *why)
 {
-    auth_conn_release(c);
+    gate_release(c);
     c->close_note = why;
     loop_stop_reading(l, c);
     loop_doom(l, c, DISC_PROXY_FAILED);
@@ -290,7 +290,7 @@ size_t accept_proxy_gate(struct loop *l, struct conn *c, const uint8_t *p, size_
         return len;
     }
     size_t used = h.len - v.before;
-    auth_conn_release(c);
+    gate_release(c);
     c->proxy_pending = false;
     if (take_address(l, c, &h))
         loop_gate_passed(l, c);

@@ -50,8 +50,8 @@ struct conn {
     uint8_t auth : 2;          /* enum conn_auth */
     uint8_t fail_detail;       /* enum auth_failure or tls_failure: what its close line says */
     uint16_t token;            /* the token it authenticated with (AUTH_TOKEN_NONE: none) */
-    uint16_t auth_len;         /* bytes of a split PROXY header or AUTH frame in auth_buf */
-    uint8_t *auth_buf;         /* one, assembled (PROXY_HEADER_MAX or AUTH_FRAME_MAX); or NULL */
+    uint16_t gate_len;         /* bytes of a split PROXY header or AUTH frame in gate_buf */
+    uint8_t *gate_buf;         /* one, assembled (PROXY_HEADER_MAX or AUTH_FRAME_MAX); or NULL */
     uint64_t deadline_ns;      /* gates pending (PROXY, TLS, AUTH): the deadline from accept;
                                   AUTH failed: when it is closed */
     struct tls_conn *tls;      /* a TLS listener's client (loop_tls.c); else NULL */

@@ -374,7 +374,7 @@ static void begin_close(struct loop *l, struct conn *c)
                   tls_failure_text((enum tls_failure)c->fail_detail));
     else
         say_event("%s disconnected%s", addr, stats_reason_suffix(reason));
-    auth_conn_release(c);
+    gate_release(c);
     ingest_close(&l->ingest, &c->in);
     if (c->paused)
         paused_remove(l, c); /* the list outlives the batch; the slot may not */

@@ -64,14 +64,14 @@ void auth_conn_open(struct loop *l, struct conn *c, const struct listener *ls)
         c->auth = CONN_AUTH_PENDING;
 }
 
-void auth_conn_release(struct conn *c)
+void gate_release(struct conn *c)
 {
-    if (!c->auth_buf)
+    if (!c->gate_buf)
         return;
-    explicit_bzero(c->auth_buf, c->auth_len); /* all it holds (gate_view counts what it adds) */
-    rc_free(c->auth_buf);
-    c->auth_buf = NULL;
-    c->auth_len = 0;
+    explicit_bzero(c->gate_buf, c->gate_len); /* all it holds (gate_view counts what it adds) */
+    rc_free(c->gate_buf);
+    c->gate_buf = NULL;
+    c->gate_len = 0;
 }
 
 /* @c's AUTH failed: it is read no more and closed, at once or after its address's delay (the
@@ -81,7 +81,7 @@ static void fail(struct loop *l, struct conn *c, enum auth_failure why)
     c->auth = CONN_AUTH_FAILED;
     c->fail_detail = (uint8_t)why;
     l->stats.auth_failures[why]++;
-    auth_conn_release(c);
+    gate_release(c);
     loop_stop_reading(l, c);
     struct peercount_key key;
     uint64_t delay = 0;
@@ -125,17 +125,17 @@ static void judge(struct loop *l, struct conn *c, const uint8_t *tok, size_t len
 /*
  * What a gate (the PROXY header, the AUTH frame) looks at: most arrive whole in one receive buffer
  * and are parsed there; a split one is assembled in a small buffer of the client's own (at most
- * @cap bytes, for at most --auth-timeout), wiped when done (auth_conn_release).
+ * @cap bytes, for at most --auth-timeout), wiped when done (gate_release).
  */
 struct gate_view gate_view(struct conn *c, const uint8_t *p, size_t len, size_t cap)
 {
-    struct gate_view v = {.bytes = p, .have = len, .before = c->auth_len};
+    struct gate_view v = {.bytes = p, .have = len, .before = c->gate_len};
     if (v.before) {
         size_t took = len < cap - v.before ? len : cap - v.before;
-        memcpy(c->auth_buf + v.before, p, took);
-        v.bytes = c->auth_buf;
+        memcpy(c->gate_buf + v.before, p, took);
+        v.bytes = c->gate_buf;
         v.have = v.before + took;
-        c->auth_len = (uint16_t)v.have;
+        c->gate_len = (uint16_t)v.have;
     }
     return v;
 }
@@ -143,14 +143,14 @@ struct gate_view gate_view(struct conn *c, const uint8_t *p, size_t len, size_t 
 void gate_hold(struct loop *l, struct conn *c, const struct gate_view *v, size_t cap)
 {
     if (!v->before) { /* first time: the bytes are still the receive buffer's */
-        c->auth_buf = rc_malloc(cap);
-        if (!c->auth_buf) {
+        c->gate_buf = rc_malloc(cap);
+        if (!c->gate_buf) {
             loop_doom(l, c, DISC_NO_MEMORY);
             return;
         }
-        memcpy(c->auth_buf, v->bytes, v->have);
+        memcpy(c->gate_buf, v->bytes, v->have);
     }
-    c->auth_len = (uint16_t)v->have;
+    c->gate_len = (uint16_t)v->have;
 }
 
 size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
@@ -178,7 +178,7 @@ size_t auth_gate(struct loop *l, struct conn *c, const uint8_t *p, size_t len)
         break;
     }
     judge(l, c, tok, tok_len);
-    auth_conn_release(c);
+    gate_release(c);
     return frame_len - before; /* what follows the frame in @p is ordinary data */
 }
 

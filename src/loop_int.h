@@ -273,7 +273,7 @@ void gate_tick(struct loop *l, struct conn *c);
 /* SIGHUP: read the auth file again; revoke the clients whose token went. */
 void auth_reload(struct loop *l);
 /* Free (and wipe) what @c holds of a split PROXY header or AUTH frame. */
-void auth_conn_release(struct conn *c);
+void gate_release(struct conn *c);
 /* The bytes a gate looks at (gate_view), and keeping them when it needs more (gate_hold). */
 struct gate_view {
     const uint8_t *bytes;

@@ -290,7 +290,7 @@ void loop_destroy(struct loop *l)
         if (!c->fd_closed)
             close(c->fd);
         ingest_close(&l->ingest, &c->in);
-        auth_conn_release(c);
+        gate_release(c);
         if (c->tls)
             c->tls->sending = false; /* the ring goes below */
         tls_conn_release(l, c);

@@ -26,31 +26,18 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <dirent.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
-
-extern char **environ;
 
 #define RUN_MS 10000
 #define MAX_CATS 8
 
 /* ------------------------------------------------------------------ running ringcast-cat */
 
-struct cat {
-    pid_t pid;
-    int in;  /* write end of its standard input; -1 once closed */
-    int out; /* read end of its standard output */
-    int err; /* read end of its standard error */
-    char errtext[4096];
-    size_t errlen;
-};
-
-static struct cat cats[MAX_CATS];
+static struct sp_child cats[MAX_CATS];
 static size_t ncats;
 
 static const char *cat_bin(void)
@@ -61,13 +48,10 @@ static const char *cat_bin(void)
     return bin;
 }
 
-/*
- * Starts BIN ARGS with pipes for its three standard streams (ringcast-cat, or the openssl
+/* Starts BIN ARGS with pipes for its three standard streams (ringcast-cat, or the openssl
  * s_server it talks to). env: extra "NAME=VALUE" entries; RINGCAST_AUTH from the test's own
- * environment is never passed on. (sp_spawn gives its child /dev/null as standard input, hence
- * this spawn of its own.)
- */
-static struct cat *proc_start(const char *bin, const char *const *args, const char *const *env)
+ * environment is never passed on. */
+static struct sp_child *proc_start(const char *bin, const char *const *args, const char *const *env)
 {
     if (ncats >= MAX_CATS)
         fail_msg("too many child processes in one test");
@@ -79,45 +63,13 @@ static struct cat *proc_start(const char *bin, const char *const *args, const ch
         argv[na] = args[na - 1];
     }
     argv[na] = NULL;
-    const char *envp[512];
-    size_t ne = 0;
-    for (char **e = environ; *e && ne < 500; e++)
-        if (strncmp(*e, "RINGCAST_AUTH=", 14) != 0)
-            envp[ne++] = *e;
-    for (size_t i = 0; env && env[i] && ne < 510; i++)
-        envp[ne++] = env[i];
-    envp[ne] = NULL;
-
-    int pin[2], pout[2], perr[2];
-    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
-        fail_msg("pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* The child: only async-signal-safe calls from here on. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        signal(SIGPIPE, SIG_DFL); /* the harness ignores it; exec keeps that */
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    struct cat *c = &cats[ncats++];
-    *c = (struct cat){.pid = pid, .in = pin[1], .out = pout[0], .err = perr[0]};
-    fcntl(c->out, F_SETFL, O_NONBLOCK);
-    fcntl(c->err, F_SETFL, O_NONBLOCK);
+    struct sp_child *c = &cats[ncats++];
+    sp_child_start(c, argv, "RINGCAST_AUTH=", env);
     return c;
 }
 
 /* Starts ringcast-cat ARGS (see proc_start). */
-static struct cat *cat_start_env(const char *const *args, const char *const *env)
+static struct sp_child *cat_start_env(const char *const *args, const char *const *env)
 {
     return proc_start(cat_bin(), args, env);
 }
@@ -134,48 +86,28 @@ static const char *target(const struct rc_server *s)
 }
 
 /* Reads what has arrived on its standard error so far (for messages and diagnosis). */
-static const char *cat_err(struct cat *c)
+static const char *cat_err(struct sp_child *c)
 {
-    for (;;) {
-        size_t room = sizeof(c->errtext) - 1 - c->errlen;
-        ssize_t n = room ? read(c->err, c->errtext + c->errlen, room) : 0;
-        if (n <= 0)
-            break;
-        c->errlen += (size_t)n;
-    }
-    c->errtext[c->errlen] = '\0';
-    return c->errtext;
+    return sp_child_err(c);
 }
 
-static void cat_write(struct cat *c, const void *buf, size_t len)
+static void cat_write(struct sp_child *c, const void *buf, size_t len)
 {
-    const char *p = buf;
-    int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (len) {
-        ssize_t n = write(c->in, p, len);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EINTR && errno != EAGAIN)
-            fail_msg("writing ringcast-cat's standard input: %s", strerror(errno));
-        if (sp_remaining_ms(deadline) == 0)
-            fail_msg("ringcast-cat did not read its standard input within %d ms", RC_IO_MS);
-        struct pollfd pfd = {.fd = c->in, .events = POLLOUT};
-        poll(&pfd, 1, sp_remaining_ms(deadline));
-    }
+    if (sp_child_write(c, buf, len, RC_IO_MS) == 0)
+        return;
+    if (errno == ETIMEDOUT)
+        fail_msg("ringcast-cat did not read its standard input within %d ms", RC_IO_MS);
+    fail_msg("writing ringcast-cat's standard input: %s", strerror(errno));
 }
 
-static void cat_write_str(struct cat *c, const char *s)
+static void cat_write_str(struct sp_child *c, const char *s)
 {
     cat_write(c, s, strlen(s));
 }
 
-static void cat_close_stdin(struct cat *c)
+static void cat_close_stdin(struct sp_child *c)
 {
-    close(c->in);
-    c->in = -1;
+    sp_child_close_in(c);
 }
 
 static void show(const char *label, const char *p, size_t len)
@@ -192,32 +124,12 @@ static void show(const char *label, const char *p, size_t len)
 }
 
 /* Reads exactly len bytes of its standard output within RC_IO_MS and checks them. */
-static void cat_expect(struct cat *c, const void *want, size_t len)
+static void cat_expect(struct sp_child *c, const void *want, size_t len)
 {
     char *got = malloc(len + 1);
     assert_non_null(got);
-    size_t done = 0;
-    const char *why = "timeout";
-    int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (done < len) {
-        ssize_t n = read(c->out, got + done, len - done);
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        if (n == 0) {
-            why = "eof";
-            break;
-        }
-        if (errno != EAGAIN && errno != EINTR) {
-            why = strerror(errno);
-            break;
-        }
-        if (sp_remaining_ms(deadline) == 0)
-            break;
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        poll(&pfd, 1, sp_remaining_ms(deadline));
-    }
+    const char *why;
+    size_t done = sp_child_read(c, got, len, RC_IO_MS, &why);
     if (done == len && memcmp(got, want, len) == 0) {
         free(got);
         return;
@@ -231,13 +143,13 @@ static void cat_expect(struct cat *c, const void *want, size_t len)
     fail_msg("ringcast-cat printed something else");
 }
 
-static void cat_expect_str(struct cat *c, const char *want)
+static void cat_expect_str(struct sp_child *c, const char *want)
 {
     cat_expect(c, want, strlen(want));
 }
 
 /* Waits for it to exit (RC_WAIT_MS); returns its exit code (128 + signal when killed). */
-static int cat_wait(struct cat *c)
+static int cat_wait(struct sp_child *c)
 {
     int code = sp_wait(c->pid, RC_WAIT_MS);
     if (code == -2)
@@ -247,7 +159,7 @@ static int cat_wait(struct cat *c)
 }
 
 /* After it exited: fails unless its standard output has nothing more (up to EOF). */
-static void cat_expect_no_more_output(struct cat *c)
+static void cat_expect_no_more_output(struct sp_child *c)
 {
     char buf[256];
     ssize_t n;
@@ -268,7 +180,7 @@ static void cat_expect_no_more_output(struct cat *c)
 
 /* Starts ringcast-cat ARGS... HOST:PORT on the relay and waits until the relay has registered
  * it, so that every frame completed from now on reaches it (PROTOCOL.md). */
-static struct cat *cat_join(struct rc_server *s, const char *arg, ...)
+static struct sp_child *cat_join(struct rc_server *s, const char *arg, ...)
 {
     const char *args[12];
     size_t n = 0;
@@ -283,7 +195,7 @@ static struct cat *cat_join(struct rc_server *s, const char *arg, ...)
     args[n++] = target(s);
     args[n] = NULL;
     size_t mark = rc_log_mark(s);
-    struct cat *c = cat_start_env(args, NULL);
+    struct sp_child *c = cat_start_env(args, NULL);
     if (!rc_log_wait(s, mark, " connected.", RC_WAIT_MS))
         fail_msg("the relay never logged ringcast-cat's connection; its stderr: %s", cat_err(c));
     return c;
@@ -291,17 +203,8 @@ static struct cat *cat_join(struct rc_server *s, const char *arg, ...)
 
 static int cat_teardown(void **state)
 {
-    for (size_t i = 0; i < ncats; i++) {
-        struct cat *c = &cats[i];
-        if (c->pid > 0) {
-            kill(c->pid, SIGKILL);
-            sp_wait(c->pid, 5000);
-        }
-        if (c->in >= 0)
-            close(c->in);
-        close(c->out);
-        close(c->err);
-    }
+    for (size_t i = 0; i < ncats; i++)
+        sp_child_reap(&cats[i]);
     ncats = 0;
     return rc_teardown(state);
 }
@@ -320,8 +223,8 @@ static void two_cats(const char *framing)
 {
     bool len32 = strcmp(framing, "len32") == 0;
     struct rc_server *s = rc_start("--framing", framing, NULL);
-    struct cat *a = cat_join(s, "--framing", framing, NULL);
-    struct cat *b = cat_join(s, "--framing", framing, NULL);
+    struct sp_child *a = cat_join(s, "--framing", framing, NULL);
+    struct sp_child *b = cat_join(s, "--framing", framing, NULL);
     int raw = rc_connect(s); /* what goes over the wire */
 
     cat_write_str(a, "hello from A\n");
@@ -371,7 +274,7 @@ static void test_cat_two_instances_len32(void **state)
 static void test_cat_sub_only_prints(void **state)
 {
     struct rc_server *s = rc_start(NULL);
-    struct cat *c = cat_join(s, "--sub-only", NULL);
+    struct sp_child *c = cat_join(s, "--sub-only", NULL);
     static const char never[] = "this must never be published\n";
     cat_write_str(c, never); /* into its standard input, which it must not read */
     int pub = rc_connect(s);
@@ -398,7 +301,7 @@ static void test_cat_sub_only_prints(void **state)
 static void test_cat_sub_only_len32(void **state)
 {
     struct rc_server *s = rc_start("--framing", "len32", NULL);
-    struct cat *c = cat_join(s, "--sub-only", "--framing", "len32", NULL);
+    struct sp_child *c = cat_join(s, "--sub-only", "--framing", "len32", NULL);
     int pub = rc_connect(s);
     uint8_t wire[64];
     size_t n = 0;
@@ -418,7 +321,7 @@ static void test_cat_sub_only_ipv6(void **state)
     if (!rc_have_ipv6())
         skip();
     struct rc_server *s = rc_start("--address", "::1", NULL);
-    struct cat *c = cat_join(s, "--sub-only", NULL);
+    struct sp_child *c = cat_join(s, "--sub-only", NULL);
     int pub = rc_connect(s);
     rc_send_str(pub, "over IPv6\n");
     cat_expect_str(c, "over IPv6\n");
@@ -430,7 +333,7 @@ static void test_cat_sub_only_ipv6(void **state)
 static void test_cat_max_frame(void **state)
 {
     struct rc_server *s = rc_start(NULL);
-    struct cat *c = cat_join(s, "--sub-only", "--max-frame", "8", NULL);
+    struct sp_child *c = cat_join(s, "--sub-only", "--max-frame", "8", NULL);
     int pub = rc_connect(s);
     rc_send_str(pub, "1234567\n123456789\n");
     cat_expect_str(c, "1234567\n"); /* 8 bytes with its newline: just fits */
@@ -466,7 +369,7 @@ static void pub_only(const char *framing)
     struct rc_server *s = rc_start("--framing", framing, NULL);
     int sub = rc_connect(s);
     int noise = rc_connect(s);
-    struct cat *c = cat_join(s, "--pub-only", "--framing", framing, NULL);
+    struct sp_child *c = cat_join(s, "--pub-only", "--framing", framing, NULL);
 
     /* What it receives is read and discarded. */
     uint8_t buf[64];
@@ -532,7 +435,7 @@ static int listen_plain(int *port)
     return fd;
 }
 
-static int accept_within(int lfd, struct cat *c)
+static int accept_within(int lfd, struct sp_child *c)
 {
     struct pollfd pfd = {.fd = lfd, .events = POLLIN};
     if (poll(&pfd, 1, RC_WAIT_MS) != 1)
@@ -588,7 +491,7 @@ static void test_cat_auth_first(void **state)
         args[n++] = where;
         args[n] = NULL;
         const char *env[2] = {k->env, NULL};
-        struct cat *c = cat_start_env(args, env);
+        struct sp_child *c = cat_start_env(args, env);
         /* Written before the connection is even accepted: AUTH must still go first. */
         if (!k->sub_only)
             cat_write_str(c, "hello\n");
@@ -685,8 +588,8 @@ static void test_cat_usage_errors(void **state)
         free(err);
     }
     /* RINGCAST_AUTH is checked like --auth, and its value never shown. */
-    struct cat *c = cat_start_env((const char *const[]){"127.0.0.1:5000", NULL},
-                                  (const char *const[]){"RINGCAST_AUTH=se\ncret", NULL});
+    struct sp_child *c = cat_start_env((const char *const[]){"127.0.0.1:5000", NULL},
+                                       (const char *const[]){"RINGCAST_AUTH=se\ncret", NULL});
     assert_int_equal(cat_wait(c), 2);
     const char *err = cat_err(c);
     if (count_lines(err) != 1 || !strstr(err, "RINGCAST_AUTH") || strstr(err, "cret"))
@@ -742,18 +645,7 @@ static char tls_dir[256];
 static const char *openssl_bin(void)
 {
     static char path[512];
-    if (*path)
-        return path;
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    snprintf(dirs, sizeof(dirs), "%s", env && *env ? env : "/usr/bin:/bin");
-    for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof(path), "%s/openssl", d);
-        if (access(path, X_OK) == 0)
-            return path;
-    }
-    *path = '\0';
-    return NULL;
+    return *path ? path : sp_which("openssl", path, sizeof(path));
 }
 
 /* $tls_dir/name, in one of 32 rotating buffers (a case table uses several at once). */
@@ -858,7 +750,7 @@ static int tls_group_teardown(void **state)
 /* `openssl s_server` on 127.0.0.1 with CERT.pem/CERT.key and EXTRA arguments, standard streams
  * piped: what a client sends comes out of its standard output (-quiet prints nothing else), and
  * what goes into its standard input is sent to the client. *port gets its port. */
-static struct cat *s_server(const char *cert, const char *const *extra, int *port)
+static struct sp_child *s_server(const char *cert, const char *const *extra, int *port)
 {
     char pem[64], key[64];
     snprintf(pem, sizeof(pem), "%s.pem", cert);
@@ -875,7 +767,7 @@ static struct cat *s_server(const char *cert, const char *const *extra, int *por
         for (size_t i = 0; extra && extra[i] && n < 19; i++)
             args[n++] = extra[i];
         args[n] = NULL;
-        struct cat *srv = proc_start(openssl_bin(), args, NULL);
+        struct sp_child *srv = proc_start(openssl_bin(), args, NULL);
         /* The probe connection fails its handshake at once; s_server goes on to the next. */
         if (sp_wait_listening(*port, srv->pid, RC_WAIT_MS))
             return srv;
@@ -888,7 +780,7 @@ static struct cat *s_server(const char *cert, const char *const *extra, int *por
 }
 
 /* ringcast-cat ARGS... 127.0.0.1:PORT (ARGS NULL-terminated). */
-static struct cat *cat_tls(int port, const char *const *args)
+static struct sp_child *cat_tls(int port, const char *const *args)
 {
     const char *argv[16];
     size_t n = 0;
@@ -903,7 +795,7 @@ static struct cat *cat_tls(int port, const char *const *args)
 
 /* Both directions through s_server: a line typed into ringcast-cat comes out of s_server, a
  * line typed into s_server out of ringcast-cat; SIGINT ends ringcast-cat with 0. */
-static void tls_round_trip(struct cat *srv, struct cat *c, const char *tag)
+static void tls_round_trip(struct sp_child *srv, struct sp_child *c, const char *tag)
 {
     char line[64];
     snprintf(line, sizeof(line), "to s_server %s\n", tag);
@@ -923,7 +815,7 @@ static void test_cat_tls_s_server(void **state)
 {
     tls_certs();
     int port;
-    struct cat *srv = s_server("server", NULL, &port);
+    struct sp_child *srv = s_server("server", NULL, &port);
     tls_round_trip(
         srv, cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), NULL}), "1");
     tls_round_trip(srv,
@@ -935,7 +827,7 @@ static void test_cat_tls_s_server(void **state)
                                                        "wrong.example", NULL}),
                    "3");
     /* --pub-only: close_notify and FIN once all is sent; s_server then closes, and exit 0. */
-    struct cat *p = cat_tls(
+    struct sp_child *p = cat_tls(
         port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), "--pub-only", NULL});
     cat_write_str(p, "last one\nand the end");
     cat_close_stdin(p);
@@ -949,8 +841,8 @@ static void test_cat_tls_verify_failures(void **state)
 {
     tls_certs();
     int port, other_port;
-    struct cat *srv = s_server("server", NULL, &port);
-    struct cat *other = s_server("other", NULL, &other_port);
+    struct sp_child *srv = s_server("server", NULL, &port);
+    struct sp_child *other = s_server("other", NULL, &other_port);
     const struct {
         int port;
         const char *args[6];
@@ -969,7 +861,7 @@ static void test_cat_tls_verify_failures(void **state)
          "unable to get local issuer certificate"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cat *c = cat_tls(cases[i].port, cases[i].args);
+        struct sp_child *c = cat_tls(cases[i].port, cases[i].args);
         cat_write_str(c, "never sent\n");
         int code = cat_wait(c);
         const char *err = cat_err(c);
@@ -987,7 +879,7 @@ static void test_cat_tls_verify_failures(void **state)
     /* A plain listener never answers the ClientHello: the 10 s handshake limit ends it. */
     int lport;
     int lfd = listen_plain(&lport);
-    struct cat *c = cat_tls(lport, (const char *const[]){"--tls", "--insecure", NULL});
+    struct sp_child *c = cat_tls(lport, (const char *const[]){"--tls", "--insecure", NULL});
     int fd = accept_within(lfd, c);
     int code = sp_wait(c->pid, 10000 + RC_WAIT_MS);
     c->pid = 0;
@@ -1004,14 +896,15 @@ static void test_cat_tls_client_cert(void **state)
     tls_certs();
     int port;
     const char *v[] = {"-Verify", "1", "-CAfile", tls_file("ca.pem"), NULL};
-    struct cat *srv = s_server("server", v, &port);
+    struct sp_child *srv = s_server("server", v, &port);
     tls_round_trip(srv,
                    cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"),
                                                        "--cert", tls_file("client.pem"), "--key",
                                                        tls_file("client.key"), NULL}),
                    "mtls");
     /* Without one: refused with an alert (TLS 1.3: after the handshake, on the first read). */
-    struct cat *c = cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), NULL});
+    struct sp_child *c =
+        cat_tls(port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), NULL});
     int code = cat_wait(c);
     const char *err = cat_err(c);
     if (code != 1 || count_lines(err) != 1 || !strstr(err, "certificate required") ||
@@ -1024,8 +917,8 @@ static void test_cat_tls_auth(void **state)
 {
     tls_certs();
     int port;
-    struct cat *srv = s_server("server", NULL, &port);
-    struct cat *c = cat_tls(
+    struct sp_child *srv = s_server("server", NULL, &port);
+    struct sp_child *c = cat_tls(
         port, (const char *const[]){"--tls", "--ca", tls_file("ca.pem"), "--auth", "tok", NULL});
     cat_write_str(c, "hello\n");
     cat_expect_str(srv, "AUTH tok\nhello\n");
@@ -1056,7 +949,7 @@ static void test_cat_tls_bad_files(void **state)
     /* Nothing listens there: a file problem must be found before connecting. */
     int port = sp_free_port();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cat *c = cat_tls(port, cases[i].args);
+        struct sp_child *c = cat_tls(port, cases[i].args);
         int code = cat_wait(c);
         const char *err = cat_err(c);
         if (code != 1 || count_lines(err) != 1 || !strstr(err, cases[i].want) ||

@@ -27,16 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
-
-extern char **environ;
 
 #define RUN_MS 10000
 #define QUIET_MS 300 /* a negative check: passing it proves nothing, failing it is a real error */
@@ -47,17 +43,7 @@ extern char **environ;
 
 /* ------------------------------------------------------------------ child processes */
 
-/* ringcast-cat or openssl, with its three standard streams piped. */
-struct proc {
-    pid_t pid;
-    int in;  /* write end of its standard input; -1 once closed */
-    int out; /* read end of its standard output */
-    int err; /* read end of its standard error */
-    char errtext[4096];
-    size_t errlen;
-};
-
-static struct proc procs[MAX_PROCS];
+static struct sp_child procs[MAX_PROCS];
 static size_t nprocs;
 
 static const char *cat_bin(void)
@@ -71,23 +57,12 @@ static const char *cat_bin(void)
 static const char *openssl_bin(void)
 {
     static char path[512];
-    if (*path)
-        return path;
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    snprintf(dirs, sizeof(dirs), "%s", env && *env ? env : "/usr/bin:/bin");
-    for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof(path), "%s/openssl", d);
-        if (access(path, X_OK) == 0)
-            return path;
-    }
-    *path = '\0';
-    return NULL;
+    return *path ? path : sp_which("openssl", path, sizeof(path));
 }
 
-/* Starts BIN ARGS (NULL-terminated). sp_spawn gives its child /dev/null as standard input; these
- * children read theirs, hence this spawn of its own. RINGCAST_AUTH is never passed on. */
-static struct proc *proc_start(const char *bin, const char *const *args)
+/* Starts BIN ARGS (NULL-terminated) with its standard streams piped; RINGCAST_AUTH is never
+ * passed on. */
+static struct sp_child *proc_start(const char *bin, const char *const *args)
 {
     if (nprocs >= MAX_PROCS)
         fail_msg("too many child processes in one test");
@@ -99,100 +74,33 @@ static struct proc *proc_start(const char *bin, const char *const *args)
         argv[na] = args[na - 1];
     }
     argv[na] = NULL;
-    const char *envp[512];
-    size_t ne = 0;
-    for (char **e = environ; *e && ne < 510; e++)
-        if (strncmp(*e, "RINGCAST_AUTH=", 14) != 0)
-            envp[ne++] = *e;
-    envp[ne] = NULL;
-
-    int pin[2], pout[2], perr[2];
-    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
-        fail_msg("pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        signal(SIGPIPE, SIG_DFL);
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    struct proc *p = &procs[nprocs++];
-    *p = (struct proc){.pid = pid, .in = pin[1], .out = pout[0], .err = perr[0]};
-    fcntl(p->out, F_SETFL, O_NONBLOCK);
-    fcntl(p->err, F_SETFL, O_NONBLOCK);
+    struct sp_child *p = &procs[nprocs++];
+    sp_child_start(p, argv, "RINGCAST_AUTH=", NULL);
     return p;
 }
 
-static const char *proc_err(struct proc *p)
+static const char *proc_err(struct sp_child *p)
 {
-    for (;;) {
-        size_t room = sizeof(p->errtext) - 1 - p->errlen;
-        ssize_t n = room ? read(p->err, p->errtext + p->errlen, room) : 0;
-        if (n <= 0)
-            break;
-        p->errlen += (size_t)n;
-    }
-    p->errtext[p->errlen] = '\0';
-    return p->errtext;
+    return sp_child_err(p);
 }
 
-static void proc_write_str(struct proc *p, const char *s)
+static void proc_write_str(struct sp_child *p, const char *s)
 {
-    size_t len = strlen(s);
-    int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (len) {
-        ssize_t n = write(p->in, s, len);
-        if (n > 0) {
-            s += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EINTR && errno != EAGAIN)
-            fail_msg("writing to a child's standard input: %s", strerror(errno));
-        if (sp_remaining_ms(deadline) == 0)
-            fail_msg("a child did not read its standard input within %d ms", RC_IO_MS);
-        struct pollfd pfd = {.fd = p->in, .events = POLLOUT};
-        poll(&pfd, 1, sp_remaining_ms(deadline));
-    }
+    if (sp_child_write(p, s, strlen(s), RC_IO_MS) == 0)
+        return;
+    if (errno == ETIMEDOUT)
+        fail_msg("a child did not read its standard input within %d ms", RC_IO_MS);
+    fail_msg("writing to a child's standard input: %s", strerror(errno));
 }
 
 /* Reads exactly strlen(want) bytes of its standard output within RC_IO_MS and checks them. */
-static void proc_expect_str(struct proc *p, const char *want)
+static void proc_expect_str(struct sp_child *p, const char *want)
 {
-    size_t len = strlen(want), done = 0;
+    size_t len = strlen(want);
     char got[1024];
     assert_true(len < sizeof(got));
-    const char *why = "timeout";
-    int64_t deadline = rc_now_ms() + RC_IO_MS;
-    while (done < len) {
-        ssize_t n = read(p->out, got + done, len - done);
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        if (n == 0) {
-            why = "eof";
-            break;
-        }
-        if (errno != EAGAIN && errno != EINTR) {
-            why = strerror(errno);
-            break;
-        }
-        if (sp_remaining_ms(deadline) == 0)
-            break;
-        struct pollfd pfd = {.fd = p->out, .events = POLLIN};
-        poll(&pfd, 1, sp_remaining_ms(deadline));
-    }
+    const char *why;
+    size_t done = sp_child_read(p, got, len, RC_IO_MS, &why);
     got[done] = '\0';
     if (done != len || memcmp(got, want, len) != 0)
         fail_msg("pid %d printed \"%s\" (%s), want \"%s\"; its stderr: %s", (int)p->pid, got,
@@ -200,7 +108,7 @@ static void proc_expect_str(struct proc *p, const char *want)
 }
 
 /* Waits for it to exit (RC_WAIT_MS); returns its exit code. */
-static int proc_wait(struct proc *p)
+static int proc_wait(struct sp_child *p)
 {
     int code = sp_wait(p->pid, RC_WAIT_MS);
     if (code == -2)
@@ -459,7 +367,7 @@ static void wait_out_or_err(struct rc_server *s, size_t mark, const char *needle
 
 /* `openssl s_client -connect 127.0.0.1:PORT -CAfile ca.pem -quiet` plus @extra: what goes into
  * its standard input is sent, what it receives comes out of its standard output. */
-static struct proc *s_client(int port, const char *const *extra)
+static struct sp_child *s_client(int port, const char *const *extra)
 {
     char where[32];
     snprintf(where, sizeof(where), "127.0.0.1:%d", port);
@@ -472,7 +380,7 @@ static struct proc *s_client(int port, const char *const *extra)
 }
 
 /* ringcast-cat --tls --ca ca.pem ARGS... 127.0.0.1:PORT */
-static struct proc *cat_tls(int port, const char *const *args)
+static struct sp_child *cat_tls(int port, const char *const *args)
 {
     const char *argv[20] = {"--tls", "--ca", pem("ca")};
     size_t n = 3;
@@ -528,17 +436,8 @@ static bool closed_quietly(int fd)
 
 static int teardown(void **state)
 {
-    for (size_t i = 0; i < nprocs; i++) {
-        struct proc *p = &procs[i];
-        if (p->pid > 0) {
-            kill(p->pid, SIGKILL);
-            sp_wait(p->pid, 5000);
-        }
-        if (p->in >= 0)
-            close(p->in);
-        close(p->out);
-        close(p->err);
-    }
+    for (size_t i = 0; i < nprocs; i++)
+        sp_child_reap(&procs[i]);
     nprocs = 0;
     return rc_teardown(state);
 }
@@ -558,14 +457,14 @@ static void test_tls_both_ways(void **state)
 
     /* The TLS client publishes first: once the plain one has its line, the relay registered it
      * (the frame came from it), so what the plain one publishes next reaches it. */
-    struct proc *sc = s_client(t.port, NULL);
+    struct sp_child *sc = s_client(t.port, NULL);
     proc_write_str(sc, "from s_client\n");
     rc_expect_str(plain, "from s_client\n");
     rc_send_str(plain, "to s_client\n");
     proc_expect_str(sc, "to s_client\n");
     wait_sample(&t, HANDSHAKES, 1);
 
-    struct proc *cat = cat_tls(t.port, NULL);
+    struct sp_child *cat = cat_tls(t.port, NULL);
     proc_write_str(cat, "from ringcast-cat\n");
     rc_expect_str(plain, "from ringcast-cat\n");
     proc_expect_str(sc, "from ringcast-cat\n"); /* TLS to TLS too */
@@ -589,7 +488,7 @@ static void test_tls_chain(void **state)
 {
     struct tsrv t = start_tls("role=both,tls", "chain", NULL);
     int plain = rc_connect(t.s);
-    struct proc *c = cat_tls(t.port, NULL);
+    struct sp_child *c = cat_tls(t.port, NULL);
     proc_write_str(c, "through the chain\n");
     rc_expect_str(plain, "through the chain\n");
     wait_sample(&t, EXPIRY, not_after(pem("leaf")));
@@ -604,7 +503,7 @@ static void test_tls_len32(void **state)
     static const char *const extra[] = {"--framing", "len32", NULL};
     struct tsrv t = start_tls("role=both,tls", "server", extra);
     int plain = rc_connect(t.s);
-    struct proc *c = cat_tls(t.port, (const char *const[]){"--framing", "len32", NULL});
+    struct sp_child *c = cat_tls(t.port, (const char *const[]){"--framing", "len32", NULL});
     proc_write_str(c, "abc\n\n");
     rc_expect(plain,
               "\0\0\0\x03"
@@ -651,7 +550,7 @@ static void test_tls_version_floor(void **state)
 
     /* No renegotiation: s_client's "R" command asks for one (TLS 1.2) and is refused. */
     int plain = rc_connect(t.s);
-    struct proc *sc =
+    struct sp_child *sc =
         proc_start(openssl_bin(), (const char *const[]){"s_client", "-connect", where, "-CAfile",
                                                         pem("ca"), "-tls1_2", NULL});
     proc_write_str(sc, "before\n");
@@ -744,7 +643,7 @@ static void test_tls_max_handshakes(void **state)
         sp_nap_ms(10);
     }
     /* A complete client is refused too. */
-    struct proc *c = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
+    struct sp_child *c = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
     assert_int_equal(proc_wait(c), 1);
     wait_sample(&t, FAILURES("busy"), 2);
 
@@ -754,7 +653,7 @@ static void test_tls_max_handshakes(void **state)
     rc_close(held);
     if (rc_wait_fd_count(t.s, base, RC_WAIT_MS) != base)
         fail_msg("the relay did not close the held connection");
-    struct proc *sc = s_client(t.port, NULL);
+    struct sp_child *sc = s_client(t.port, NULL);
     proc_write_str(sc, "after the held one\n");
     rc_expect_str(plain, "after the held one\n");
     wait_sample(&t, HANDSHAKES, 1);
@@ -810,16 +709,15 @@ static void test_tls_cat_bulk(void **state)
     for (uint32_t i = 0; i < N; i++)
         rc_make_line(data + (size_t)i * LINE, LINE, "tls", i);
 
-    struct proc *pub = cat_tls(t.port, (const char *const[]){"--pub-only", NULL});
+    struct sp_child *pub = cat_tls(t.port, (const char *const[]){"--pub-only", NULL});
     pump(pub->in, data, len, plain, in, len);
     if (memcmp(in, data, len) != 0)
         fail_msg("the plain subscriber got other bytes than ringcast-cat --tls published");
-    close(pub->in);
-    pub->in = -1;
+    sp_child_close_in(pub);
     assert_int_equal(proc_wait(pub), 0);
     assert_string_equal(proc_err(pub), "");
 
-    struct proc *sub = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
+    struct sp_child *sub = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
     wait_sample(&t, HANDSHAKES, 2);
     memset(in, 0, len);
     pump(plain, data, len, sub->out, in, len);
@@ -849,11 +747,11 @@ static void test_tls_client_certs(void **state)
 
     /* No certificate: ringcast-cat and s_client. */
     size_t mark = rc_log_mark(t.s);
-    struct proc *c = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
+    struct sp_child *c = cat_tls(t.port, (const char *const[]){"--sub-only", NULL});
     assert_int_equal(proc_wait(c), 1);
     wait_sample(&t, FAILURES("client_cert"), ++refused);
     assert_true(rc_log_wait(t.s, mark, "disconnected (tls: ", RC_WAIT_MS));
-    struct proc *sc = s_client(t.port, NULL);
+    struct sp_child *sc = s_client(t.port, NULL);
     proc_write_str(sc, "no certificate\n");
     wait_sample(&t, FAILURES("client_cert"), ++refused);
     (void)proc_wait(sc); /* refused: it ends (its exit code differs between OpenSSL versions) */
@@ -878,19 +776,20 @@ static void test_tls_client_certs(void **state)
     assert_true(rc_quiet(plain, QUIET_MS)); /* nothing any of them sent was relayed */
 
     /* OU=other: publishes and receives, like a plain client. */
-    struct proc *other = cat_tls(t.port, (const char *const[]){CERT("other"), NULL});
+    struct sp_child *other = cat_tls(t.port, (const char *const[]){CERT("other"), NULL});
     proc_write_str(other, "from OU=other\n");
     rc_expect_str(plain, "from OU=other\n");
     rc_send_str(plain, "to OU=other\n");
     proc_expect_str(other, "to OU=other\n");
     /* No OU at all: not restricted either. */
-    struct proc *no_ou = cat_tls(t.port, (const char *const[]){"--pub-only", CERT("no-ou"), NULL});
+    struct sp_child *no_ou =
+        cat_tls(t.port, (const char *const[]){"--pub-only", CERT("no-ou"), NULL});
     proc_write_str(no_ou, "from no OU\n");
     rc_expect_str(plain, "from no OU\n");
     proc_expect_str(other, "from no OU\n");
 
     /* OU=sub on a role=both listener: receives... */
-    struct proc *sub = cat_tls(t.port, (const char *const[]){CERT("sub"), NULL});
+    struct sp_child *sub = cat_tls(t.port, (const char *const[]){CERT("sub"), NULL});
     wait_sample(&t, HANDSHAKES, 4);
     rc_send_str(plain, "to OU=sub\n");
     proc_expect_str(sub, "to OU=sub\n");
@@ -903,8 +802,9 @@ static void test_tls_client_certs(void **state)
     assert_true(rc_quiet(plain, QUIET_MS));
 
     /* OU=sub receives on the role=sub listener, and OU=pub publishes on the role=both one. */
-    struct proc *sub2 = cat_tls(sub_port, (const char *const[]){"--sub-only", CERT("sub"), NULL});
-    struct proc *pub = cat_tls(t.port, (const char *const[]){"--pub-only", CERT("pub"), NULL});
+    struct sp_child *sub2 =
+        cat_tls(sub_port, (const char *const[]){"--sub-only", CERT("sub"), NULL});
+    struct sp_child *pub = cat_tls(t.port, (const char *const[]){"--pub-only", CERT("pub"), NULL});
     wait_sample(&t, HANDSHAKES, 6);
     proc_write_str(pub, "from OU=pub\n");
     rc_expect_str(plain, "from OU=pub\n");
@@ -928,19 +828,19 @@ static void test_tls_auth_inside(void **state)
     int open_port = rc_listener_port(t.s, "role=both,noauth", NULL, 0, NULL, 0);
     int plain = rc_connect_to(t.s, "127.0.0.1", open_port);
 
-    struct proc *c = cat_tls(t.port, (const char *const[]){"--auth", TOK_BOTH, NULL});
+    struct sp_child *c = cat_tls(t.port, (const char *const[]){"--auth", TOK_BOTH, NULL});
     proc_write_str(c, "authenticated over TLS\n");
     rc_expect_str(plain, "authenticated over TLS\n"); /* not "AUTH ...": it was taken */
     rc_send_str(plain, "to the TLS client\n");
     proc_expect_str(c, "to the TLS client\n");
 
     size_t mark = rc_log_mark(t.s);
-    struct proc *bad = cat_tls(t.port, (const char *const[]){"--auth", TOK_BAD, NULL});
+    struct sp_child *bad = cat_tls(t.port, (const char *const[]){"--auth", TOK_BAD, NULL});
     proc_write_str(bad, "must not pass\n");
     assert_int_equal(proc_wait(bad), 1);
     assert_true(rc_log_wait(t.s, mark, "disconnected (auth failed: bad token).", RC_WAIT_MS));
     /* No AUTH at all within TLS: the first frame is not AUTH. */
-    struct proc *none = cat_tls(t.port, NULL);
+    struct sp_child *none = cat_tls(t.port, NULL);
     proc_write_str(none, "no token\n");
     assert_int_equal(proc_wait(none), 1);
     assert_true(rc_log_wait(t.s, mark, "disconnected (auth failed: ", RC_WAIT_MS));
@@ -965,7 +865,7 @@ static void test_tls_sighup_reload(void **state)
     copy_file(key("server"), key("live"));
     struct tsrv t = start_tls("role=both,tls", "live", NULL);
     int plain = rc_connect(t.s);
-    struct proc *before = cat_tls(t.port, NULL);
+    struct sp_child *before = cat_tls(t.port, NULL);
     proc_write_str(before, "hello before\n");
     rc_expect_str(plain, "hello before\n");
     char serial[64];
@@ -1012,7 +912,7 @@ static void test_tls_sighup_client_ca(void **state)
     const char *extra[] = {"--tls-client-ca", pem("live-ca"), NULL};
     struct tsrv t = start_tls("role=both,tls", "server", extra);
     int plain = rc_connect(t.s);
-    struct proc *c = cat_tls(t.port, (const char *const[]){"--sub-only", CERT("other"), NULL});
+    struct sp_child *c = cat_tls(t.port, (const char *const[]){"--sub-only", CERT("other"), NULL});
     assert_int_equal(proc_wait(c), 1);
     wait_sample(&t, FAILURES("client_cert"), 1);
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,4 +384,140 @@ bool sp_json_num(const char *json, const char *path, double *v)
     char *end;
     *v = strtod(p, &end);
     return end != p;
+}
+
+/* ---- children with piped standard streams ---- */
+
+void sp_child_start(struct sp_child *c, const char *const *argv, const char *drop,
+                    const char *const *extra)
+{
+    const char *envp[512];
+    size_t ne = 0, dl = drop ? strlen(drop) : 0;
+    for (char **e = environ; *e && ne < 500; e++)
+        if (!dl || strncmp(*e, drop, dl) != 0)
+            envp[ne++] = *e;
+    for (size_t i = 0; extra && extra[i] && ne < 510; i++)
+        envp[ne++] = extra[i];
+    envp[ne] = NULL;
+    int pin[2], pout[2], perr[2];
+    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
+        die("pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        /* The child: only async-signal-safe calls from here on. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        signal(SIGPIPE, SIG_DFL); /* the harness ignores it; exec keeps that */
+        execve(argv[0], (char *const *)argv, (char *const *)envp);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    *c = (struct sp_child){.pid = pid, .in = pin[1], .out = pout[0], .err = perr[0]};
+    fcntl(c->out, F_SETFL, O_NONBLOCK);
+    fcntl(c->err, F_SETFL, O_NONBLOCK);
+}
+
+const char *sp_child_err(struct sp_child *c)
+{
+    for (;;) {
+        size_t room = sizeof(c->errtext) - 1 - c->errlen;
+        ssize_t n = room ? read(c->err, c->errtext + c->errlen, room) : 0;
+        if (n <= 0)
+            break;
+        c->errlen += (size_t)n;
+    }
+    c->errtext[c->errlen] = '\0';
+    return c->errtext;
+}
+
+int sp_child_write(struct sp_child *c, const void *buf, size_t len, int timeout_ms)
+{
+    const char *p = buf;
+    int64_t deadline = sp_now_ms() + timeout_ms;
+    while (len) {
+        ssize_t n = write(c->in, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return -1;
+        if (sp_remaining_ms(deadline) == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pfd = {.fd = c->in, .events = POLLOUT};
+        poll(&pfd, 1, sp_remaining_ms(deadline));
+    }
+    return 0;
+}
+
+size_t sp_child_read(struct sp_child *c, void *got, size_t len, int timeout_ms, const char **why)
+{
+    size_t done = 0;
+    *why = "timeout";
+    int64_t deadline = sp_now_ms() + timeout_ms;
+    while (done < len) {
+        ssize_t n = read(c->out, (char *)got + done, len - done);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            *why = "eof";
+            break;
+        }
+        if (errno != EAGAIN && errno != EINTR) {
+            *why = strerror(errno);
+            break;
+        }
+        if (sp_remaining_ms(deadline) == 0)
+            break;
+        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
+        poll(&pfd, 1, sp_remaining_ms(deadline));
+    }
+    return done;
+}
+
+void sp_child_close_in(struct sp_child *c)
+{
+    if (c->in >= 0)
+        close(c->in);
+    c->in = -1;
+}
+
+void sp_child_reap(struct sp_child *c)
+{
+    if (c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        sp_wait(c->pid, 5000);
+        c->pid = 0;
+    }
+    sp_child_close_in(c);
+    close(c->out);
+    close(c->err);
+}
+
+const char *sp_which(const char *name, char *buf, size_t cap)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", env && *env ? env : "/usr/bin:/bin");
+    for (char *save, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(buf, cap, "%s/%s", d, name);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    if (cap)
+        buf[0] = '\0';
+    return NULL;
 }

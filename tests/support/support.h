@@ -55,6 +55,42 @@ char *sp_slurp(const char *path);
  * descriptor (close-on-exec); exits the test program when it cannot. */
 int sp_tmp_file(char *path, size_t cap, const char *what);
 
+/* ---- children with piped standard streams ---- */
+
+/* A program a test talks to through its standard input and output (ringcast-cat, openssl). */
+struct sp_child {
+    pid_t pid; /* 0 once waited for */
+    int in;    /* write end of its standard input; -1 once closed */
+    int out;   /* read end of its standard output (non-blocking) */
+    int err;   /* read end of its standard error (non-blocking) */
+    char errtext[4096];
+    size_t errlen;
+};
+
+/*
+ * Starts argv (argv[0] a path) with its three standard streams piped to @c, as sp_spawn does
+ * otherwise (no other descriptor inherited, killed when the test process dies). Its environment
+ * is this process's without the entries that start with @drop (e.g. "RINGCAST_AUTH="; NULL:
+ * none), plus @extra ("NAME=VALUE" entries; may be NULL). Exits the test program when it cannot.
+ */
+void sp_child_start(struct sp_child *c, const char *const *argv, const char *drop,
+                    const char *const *extra);
+/* What has arrived on its standard error so far, NUL-terminated (the first 4 KiB). */
+const char *sp_child_err(struct sp_child *c);
+/* Writes all of @buf to its standard input within timeout_ms. 0, or -1 with errno set (ETIMEDOUT
+ * when it did not read in time). */
+int sp_child_write(struct sp_child *c, const void *buf, size_t len, int timeout_ms);
+/* Reads exactly @len bytes of its standard output into @got within timeout_ms. Returns the bytes
+ * read; when fewer, *why says why ("eof", "timeout" or the error). */
+size_t sp_child_read(struct sp_child *c, void *got, size_t len, int timeout_ms, const char **why);
+/* Closes its standard input (it sees EOF). */
+void sp_child_close_in(struct sp_child *c);
+/* Kills it if it still runs, waits for it and closes the pipes. */
+void sp_child_reap(struct sp_child *c);
+
+/* The executable @name found in $PATH, written to @buf; NULL when there is none. */
+const char *sp_which(const char *name, char *buf, size_t cap);
+
 /* ---- ports ---- */
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
