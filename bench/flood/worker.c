@@ -13,7 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_WAIT_NS (50 * 1000000ULL) /* the loop looks at its deadlines at least this often */
+#define MAX_WAIT_NS (50 * 1000000ULL)   /* the loop looks at its deadlines at least this often */
+#define SPIN_CHECK_NS (20 * 1000000ULL) /* how often spin_allowed looks at the run-queue wait */
 
 /* Churn: every tick closes one slot's connection and opens a new one. */
 static void churn_tick(struct worker *w, uint64_t now)
@@ -275,17 +276,20 @@ static uint64_t runq_wait_ns(int fd)
 /* Whether the loop may poll instead of sleeping now. On a machine where other work wants this
  * CPU, a polling thread is preempted (by the fair share of the other work's cgroup, whatever its
  * nice value) for whole time slices, milliseconds that land in the latency figures; sleeping
- * costs only the wake-up. So every 20 ms the thread's run-queue wait is looked at, and after
- * more than 1 ms of it (the short preemptions of ksoftirqd or a kworker stay far below) polling
- * is off for a second. */
+ * costs only the wake-up. So every 20 ms the thread's run-queue wait is looked at, and when it
+ * waited for more than a quarter of that window polling is off for a second. Contention waits
+ * about half of every window; a lone kworker, ksoftirqd or flood's own controller thread can
+ * hold the CPU for a millisecond or so now and then, and turning polling off for a second over
+ * that (an earlier 1 ms threshold did) put a second of wake-ups into a 10 s window and doubled
+ * the driver's p99. */
 static bool spin_allowed(struct worker *w, uint64_t now)
 {
     if (now >= w->spin_check_at) {
         uint64_t waited = runq_wait_ns(w->schedstat_fd);
-        if (w->spin_check_at && waited - w->spin_waited > 1000000)
+        if (w->spin_check_at && waited - w->spin_waited > SPIN_CHECK_NS / 4)
             w->spin_off_until = now + NS_PER_S;
         w->spin_waited = waited;
-        w->spin_check_at = now + 20 * 1000000ULL;
+        w->spin_check_at = now + SPIN_CHECK_NS;
     }
     return now >= w->spin_off_until;
 }
