@@ -518,6 +518,44 @@ static void test_proxy_v2_by_hand(void **state)
     wait_failures(&p, 0);
 }
 
+/* A proxy listener on ::1: the header's address stands whatever the socket's family (a TCP4
+ * header on an IPv6 connection), LOCAL keeps the socket's own [::1]:PORT, and a refused header
+ * is logged and counted as on IPv4. */
+static void test_proxy_ipv6_listener(void **state)
+{
+    (void)state;
+    struct psrv p = start_proxy((const char *const[]){"--listen", "[::1]:0,proxy,role=pub", NULL});
+    char host[64];
+    int port6 = rc_listener_port(p.s, "proxy,role=pub", host, sizeof(host), NULL, 0);
+    assert_string_equal(host, "::1");
+    int direct = rc_connect(p.s);
+    size_t mark = rc_log_mark(p.s);
+
+    int a = rc_connect_opts(p.s, "::1", &(struct rc_sockopts){.port = port6});
+    char h[128];
+    snprintf(h, sizeof(h), "PROXY TCP4 192.0.2.44 127.0.0.1 6161 %d\r\nover six\n", port6);
+    rc_send_str(a, h);
+    wait_connected(&p, mark, "192.0.2.44:6161");
+    rc_expect_str(direct, "over six\n");
+
+    int b = rc_connect_opts(p.s, "::1", &(struct rc_sockopts){.port = port6});
+    rc_send(b, V2_SIG "\x20\x00\x00\x00", 16);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "[::1]:%d connected.", rc_port_of(b));
+    if (!rc_log_wait(p.s, mark, addr, RC_WAIT_MS))
+        fail_msg("no server log line \"%s\"", addr);
+    rc_send_str(b, "local six\n");
+    rc_expect_str(direct, "local six\n");
+    expect_nothing(a, "a publisher of a role=pub listener");
+
+    int c = rc_connect_opts(p.s, "::1", &(struct rc_sockopts){.port = port6});
+    rc_send_str(c, "PROXY TCP6 not-an-address ::1 1 2\r\n");
+    expect_refused(&p, mark, c);
+    wait_failures(&p, 1);
+    rc_send_str(a, "still here\n");
+    rc_expect_str(direct, "still here\n");
+}
+
 /* ------------------------------------------------------------------ refusals */
 
 /* Each malformed header: closed, its failure line, never "connected.", never relayed; counted. */
@@ -657,6 +695,7 @@ int main(void)
         cmocka_unit_test_teardown(test_proxy_haproxy_v2, teardown),
         cmocka_unit_test_teardown(test_proxy_v1_by_hand, teardown),
         cmocka_unit_test_teardown(test_proxy_v2_by_hand, teardown),
+        cmocka_unit_test_teardown(test_proxy_ipv6_listener, teardown),
         cmocka_unit_test_teardown(test_proxy_malformed, teardown),
         cmocka_unit_test_teardown(test_proxy_timeout, teardown),
         cmocka_unit_test_teardown(test_proxy_max_clients_per_ip, teardown),

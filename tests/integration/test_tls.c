@@ -200,7 +200,7 @@ static void make_cert(const char *name, const char *subj, const char *ca, const 
 
 static const char server_ext[] = "basicConstraints=CA:FALSE\n"
                                  "extendedKeyUsage=serverAuth\n"
-                                 "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+                                 "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n";
 static const char client_ext[] = "basicConstraints=CA:FALSE\n"
                                  "extendedKeyUsage=clientAuth\n";
 
@@ -379,18 +379,24 @@ static struct sp_child *s_client(int port, const char *const *extra)
     return proc_start(openssl_bin(), args);
 }
 
-/* ringcast-cat --tls --ca ca.pem ARGS... 127.0.0.1:PORT */
-static struct sp_child *cat_tls(int port, const char *const *args)
+/* ringcast-cat --tls --ca ca.pem ARGS... HOST:PORT, HOST "127.0.0.1" or "[::1]". */
+static struct sp_child *cat_tls_at(const char *host, int port, const char *const *args)
 {
     const char *argv[20] = {"--tls", "--ca", pem("ca")};
     size_t n = 3;
     for (size_t i = 0; args && args[i] && n < 18; i++)
         argv[n++] = args[i];
-    char where[32];
-    snprintf(where, sizeof(where), "127.0.0.1:%d", port);
+    char where[48];
+    snprintf(where, sizeof(where), "%s:%d", host, port);
     argv[n++] = where;
     argv[n] = NULL;
     return proc_start(cat_bin(), argv);
+}
+
+/* ringcast-cat --tls --ca ca.pem ARGS... 127.0.0.1:PORT */
+static struct sp_child *cat_tls(int port, const char *const *args)
+{
+    return cat_tls_at("127.0.0.1", port, args);
 }
 
 /* A client certificate's arguments for ringcast-cat. */
@@ -481,6 +487,33 @@ static void test_tls_both_ways(void **state)
     assert_string_equal(proc_err(cat), "");
     assert_true(rc_quiet(plain, QUIET_MS)); /* nothing else arrived, and no TLS bytes */
     expect_no_key_material(t.s);
+}
+
+/* A TLS listener on ::1 beside a publish-only one on 127.0.0.1: ringcast-cat --tls checks the
+ * certificate for ::1 (its IP SAN), publishes to a plain IPv4 client and receives from it; the
+ * relay logs the client as [::1]:PORT. */
+static void test_tls_ipv6(void **state)
+{
+    struct tsrv t = start_tls("role=pub,tls", "server",
+                              (const char *const[]){"--listen", "[::1]:0,role=both,tls", NULL});
+    char host[64];
+    int port6 = rc_listener_port(t.s, "role=both,tls", host, sizeof(host), NULL, 0);
+    assert_string_equal(host, "::1");
+    int plain = rc_connect(t.s);
+    size_t mark = rc_log_mark(t.s);
+
+    struct sp_child *six = cat_tls_at("[::1]", port6, NULL);
+    proc_write_str(six, "from six\n");
+    rc_expect_str(plain, "from six\n");
+    rc_send_str(plain, "to six\n");
+    proc_expect_str(six, "to six\n");
+    wait_sample(&t, HANDSHAKES, 1);
+    if (!rc_log_wait(t.s, mark, "[::1]:", RC_WAIT_MS))
+        fail_msg("no [::1] client in the log");
+
+    kill(six->pid, SIGINT);
+    assert_int_equal(proc_wait(six), 0);
+    assert_string_equal(proc_err(six), "");
 }
 
 /* --tls-cert holds the chain: a client that trusts only the root CA verifies the relay. */
@@ -995,6 +1028,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_cat_bulk, teardown),
         cmocka_unit_test_teardown(test_tls_len32, teardown),
         cmocka_unit_test_teardown(test_tls_chain, teardown),
+        cmocka_unit_test_teardown(test_tls_ipv6, teardown),
         cmocka_unit_test_teardown(test_tls_garbage, teardown),
         cmocka_unit_test_teardown(test_tls_handshake_timeout, teardown),
         cmocka_unit_test_teardown(test_tls_max_handshakes, teardown),
