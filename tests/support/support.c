@@ -49,7 +49,10 @@ static void die(const char *what)
     exit(1);
 }
 
-pid_t sp_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd)
+/* fork and execve with stdin, stdout and stderr on @in_fd, @out_fd and @err_fd (-1: /dev/null);
+ * nothing else of the test's leaks into the program. The one fork/exec of the test support. */
+static pid_t fork_exec(const char *const *argv, const char *const *envp, int in_fd, int out_fd,
+                       int err_fd)
 {
     fflush(NULL);
     pid_t pid = fork();
@@ -60,17 +63,22 @@ pid_t sp_spawn(const char *const *argv, const char *const *envp, int out_fd, int
     /* The child: only async-signal-safe calls from here on. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
+    dup2(in_fd >= 0 ? in_fd : null, 0);
     dup2(out_fd >= 0 ? out_fd : null, 1);
     dup2(err_fd >= 0 ? err_fd : null, 2);
     /* The test's own sockets and pipes must not leak into the program. */
     syscall(SYS_close_range, 3U, ~0U, 0U);
-    signal(SIGPIPE, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL); /* the harness ignores it; exec keeps that */
     execve(argv[0], (char *const *)argv, envp ? (char *const *)envp : environ);
     static const char msg[] = "test support: execve failed\n";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
     (void)w;
     _exit(127);
+}
+
+pid_t sp_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd)
+{
+    return fork_exec(argv, envp, -1, out_fd, err_fd);
 }
 
 int sp_exit_code(int status)
@@ -402,21 +410,7 @@ void sp_child_start(struct sp_child *c, const char *const *argv, const char *dro
     int pin[2], pout[2], perr[2];
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
         die("pipe");
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0) {
-        /* The child: only async-signal-safe calls from here on. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        signal(SIGPIPE, SIG_DFL); /* the harness ignores it; exec keeps that */
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        _exit(127);
-    }
+    pid_t pid = fork_exec(argv, envp, pin[0], pout[1], perr[1]);
     close(pin[0]);
     close(pout[1]);
     close(perr[1]);
