@@ -238,6 +238,18 @@ static void wait_connected(const struct psrv *p, size_t mark, const char *addr)
         fail_msg("no server log line \"%s\"", needle);
 }
 
+/* A client of the proxy listener at @host:@port that sends a v2 LOCAL header (haproxy's health
+ * check), once the relay logged it with the socket's own address. */
+static int local_client(const struct psrv *p, size_t mark, const char *host, int port)
+{
+    int fd = rc_connect_opts(p->s, host, &(struct rc_sockopts){.port = port});
+    rc_send(fd, V2_SIG "\x20\x00\x00\x00", 16);
+    char addr[64];
+    snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, rc_port_of(fd));
+    wait_connected(p, mark, addr);
+    return fd;
+}
+
 /* @fd, whose header was refused: its failure line, no "connected." line, closed with nothing
  * sent. */
 static void expect_refused(const struct psrv *p, size_t mark, int fd)
@@ -505,11 +517,7 @@ static void test_proxy_v2_by_hand(void **state)
     rc_send(b, h, 52);
     wait_connected(&p, mark, "[2001:db8::8]:4500");
 
-    int c = proxy_client(&p);
-    rc_send(c, V2_SIG "\x20\x00\x00\x00", 16);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rc_port_of(c));
-    wait_connected(&p, mark, addr);
+    int c = local_client(&p, mark, "127.0.0.1", p.pport);
 
     rc_send_str(c, "from local\n");
     rc_expect_str(direct, "from local\n");
@@ -538,11 +546,7 @@ static void test_proxy_ipv6_listener(void **state)
     wait_connected(&p, mark, "192.0.2.44:6161");
     rc_expect_str(direct, "over six\n");
 
-    int b = rc_connect_opts(p.s, "::1", &(struct rc_sockopts){.port = port6});
-    rc_send(b, V2_SIG "\x20\x00\x00\x00", 16);
-    char addr[64];
-    snprintf(addr, sizeof(addr), "[::1]:%d", rc_port_of(b));
-    wait_connected(&p, mark, addr);
+    int b = local_client(&p, mark, "::1", port6);
     rc_send_str(b, "local six\n");
     rc_expect_str(direct, "local six\n");
     expect_nothing(a, "a publisher of a role=pub listener");
